@@ -1,0 +1,56 @@
+"""The minibatch container: cells as sparse rows over vocabulary positions (pure torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+
+@dataclass
+class SparseCells:
+    """A minibatch of cells in CSR form over the 19,264 vocabulary positions.
+
+    Attributes
+    ----------
+    crow
+        ``(B + 1,)`` int64 row pointers.
+    pos
+        ``(nnz,)`` int64 vocabulary positions, strictly ascending within each row.
+    value
+        ``(nnz,)`` float32 model input values, ``ln(1 + 1e4 c / N)``.
+    depth_t
+        ``(B,)`` float32 target read depth token T (log10 counts).
+    depth_s
+        ``(B,)`` float32 source read depth token S (log10 counts of the input profile).
+    target
+        Optional regression target in the same layout (read-depth-aware pretraining feeds a
+        down-sampled input and regresses the full profile). ``None`` means the input itself.
+    """
+
+    crow: torch.Tensor
+    pos: torch.Tensor
+    value: torch.Tensor
+    depth_t: torch.Tensor
+    depth_s: torch.Tensor
+    target: SparseCells | None = None
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells ``B``."""
+        return self.crow.numel() - 1
+
+    def row_ids(self) -> torch.Tensor:
+        """``(nnz,)`` row index of each stored entry."""
+        counts = self.crow.diff()
+        return torch.repeat_interleave(torch.arange(self.n_cells, device=self.crow.device), counts)
+
+    def to(self, device: torch.device | str) -> SparseCells:
+        """Move every tensor to ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        target = None if self.target is None else self.target.to(device)
+        return replace(self, **moved, target=target)

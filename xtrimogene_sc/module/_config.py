@@ -1,0 +1,120 @@
+"""Model hyper-parameters as one frozen dataclass with named size presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+DecoderMode = Literal["full", "masked"]
+
+
+@dataclass(frozen=True)
+class XTrimoGeneConfig:
+    """Hyper-parameters of the asymmetric encoder-decoder.
+
+    Attributes
+    ----------
+    encoder_dim, encoder_depth, encoder_heads
+        Width, layers and heads of the exact-attention encoder (reference: 768, 12, 12).
+    decoder_dim, decoder_depth, decoder_heads
+        Width, layers and heads of the Performer decoder (reference: 512, 6, 8).
+    ff_mult
+        Feed-forward expansion factor of both stacks.
+    encoder_dropout
+        Dropout in the encoder (PyTorch's ``TransformerEncoderLayer`` default, 0.1).
+    decoder_nb_features
+        FAVOR+ random features per head; ``None`` means ``floor(d ln d)`` (266 for d = 64).
+    feature_redraw_interval
+        Redraw the decoder's random features every this many training steps.
+    decoder_mode
+        ``"full"`` decodes all vocabulary positions (the reference). ``"masked"`` decodes only the
+        encoder tokens plus the masked positions (masked non-zeros and the sampled zeros), which
+        cuts decoder work roughly by the sparsity of the data; unmasked zeros are then not seen.
+    bin_num, bin_alpha
+        Auto-discretization bins and residual weight (reference: 100, 1.0).
+    mask_ratio_nonzero, mask_ratio_zero
+        Masking probabilities for non-zero and zero genes (reference: 0.3, 0.03).
+    use_depth_tokens
+        Append the read-depth tokens T and S (scFoundation RDA) to every cell.
+    seed
+        Seed of the decoder's random-feature draws.
+    """
+
+    encoder_dim: int = 768
+    encoder_depth: int = 12
+    encoder_heads: int = 12
+    decoder_dim: int = 512
+    decoder_depth: int = 6
+    decoder_heads: int = 8
+    ff_mult: int = 4
+    encoder_dropout: float = 0.1
+    decoder_nb_features: int | None = None
+    feature_redraw_interval: int = 1000
+    decoder_mode: DecoderMode = "full"
+    bin_num: int = 100
+    bin_alpha: float = 1.0
+    mask_ratio_nonzero: float = 0.3
+    mask_ratio_zero: float = 0.03
+    use_depth_tokens: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for side in ("encoder", "decoder"):
+            dim, heads = getattr(self, f"{side}_dim"), getattr(self, f"{side}_heads")
+            if dim <= 0 or heads <= 0 or dim % heads:
+                msg = f"{side}_dim={dim} must be a positive multiple of {side}_heads={heads}"
+                raise ValueError(msg)
+        for name in ("mask_ratio_nonzero", "mask_ratio_zero", "encoder_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                msg = f"{name}={value} must lie in [0, 1)"
+                raise ValueError(msg)
+        if self.decoder_mode not in ("full", "masked"):
+            msg = f"decoder_mode must be 'full' or 'masked', got {self.decoder_mode!r}"
+            raise ValueError(msg)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> XTrimoGeneConfig:
+        """A named size (see :data:`PRESETS`) with optional overrides."""
+        if name not in PRESETS:
+            msg = f"unknown preset {name!r}; choose one of {sorted(PRESETS)}"
+            raise ValueError(msg)
+        return replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> XTrimoGeneConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            msg = f"unknown XTrimoGeneConfig fields {sorted(unknown)}"
+            raise ValueError(msg)
+        return cls(**values)
+
+
+PRESETS: dict[str, XTrimoGeneConfig] = {
+    # trains on a laptop CPU in minutes
+    "tiny": XTrimoGeneConfig(
+        encoder_dim=64, encoder_depth=2, encoder_heads=4,
+        decoder_dim=32, decoder_depth=1, decoder_heads=2,
+        decoder_nb_features=16, bin_num=32,
+    ),
+    "small": XTrimoGeneConfig(
+        encoder_dim=128, encoder_depth=4, encoder_heads=4,
+        decoder_dim=64, decoder_depth=2, decoder_heads=4,
+    ),
+    "base": XTrimoGeneConfig(
+        encoder_dim=256, encoder_depth=6, encoder_heads=8,
+        decoder_dim=128, decoder_depth=3, decoder_heads=4,
+    ),
+    "large": XTrimoGeneConfig(
+        encoder_dim=512, encoder_depth=8, encoder_heads=8,
+        decoder_dim=256, decoder_depth=4, decoder_heads=4,
+    ),
+    # the released scFoundation / xTrimoGene 100M configuration
+    "100m": XTrimoGeneConfig(),
+}  # fmt: skip

@@ -1,0 +1,283 @@
+"""The asymmetric xTrimoGene encoder-decoder (pure torch).
+
+Dimension letters used in comments: ``B`` cells, ``K`` encoder tokens per cell (padded), ``L``
+decoder length (19,266 with depth tokens, else 19,264), ``De``/``Dd`` encoder/decoder widths.
+
+* The encoder (exact attention) sees only the non-zero, unmasked genes of a cell plus T and S.
+* The decoder (FAVOR+) sees every position: encoder outputs scattered back, the learned mask
+  embedding at masked positions, the zero-value embedding elsewhere. Because the zero embedding
+  and the gene embedding do not depend on the cell, their projection into the decoder is computed
+  once per batch, not once per cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.module._config import XTrimoGeneConfig
+from xtrimogene_sc.nn._blocks import DecoderBlock, EncoderBlock
+from xtrimogene_sc.nn._embedding import AutoDiscretizationEmbedding
+from xtrimogene_sc.nn._masking import pack_rows, sample_masks, sort_entries
+
+Pooling = Literal["concat", "max", "mean", "depth_tokens"]
+
+
+@dataclass
+class EncoderOutput:
+    """Encoder hidden states with their positions and padding mask."""
+
+    hidden: torch.Tensor  # (B, K, De)
+    positions: torch.Tensor  # (B, K) vocabulary positions, PAD_POS at padding
+    valid: torch.Tensor  # (B, K) True for real tokens
+
+
+@dataclass
+class PretrainOutput:
+    """Masked-regression result of one training forward pass."""
+
+    loss: torch.Tensor
+    n_masked: int
+    prediction: torch.Tensor  # (n_masked,)
+    target: torch.Tensor  # (n_masked,)
+
+
+class XTrimoGeneModule(nn.Module):
+    """xTrimoGene asymmetric masked autoencoder over the gene vocabulary.
+
+    Parameters
+    ----------
+    config
+        Hyper-parameters; see :class:`~xtrimogene_sc.module.XTrimoGeneConfig`.
+    """
+
+    def __init__(self, config: XTrimoGeneConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        # ---- encoder side
+        self.value_embedding = AutoDiscretizationEmbedding(
+            c.encoder_dim, bin_num=c.bin_num, bin_alpha=c.bin_alpha
+        )
+        self.gene_embedding = nn.Embedding(TOKENS.N_POSITIONS, c.encoder_dim)
+        self.encoder_blocks = nn.ModuleList(
+            EncoderBlock(
+                c.encoder_dim, c.encoder_heads, ff_mult=c.ff_mult, dropout=c.encoder_dropout
+            )
+            for _ in range(c.encoder_depth)
+        )
+        self.encoder_norm = nn.LayerNorm(c.encoder_dim)
+        # ---- decoder side
+        self.decoder_embed = nn.Linear(c.encoder_dim, c.decoder_dim)
+        self.decoder_blocks = nn.ModuleList(
+            DecoderBlock(
+                c.decoder_dim,
+                c.decoder_heads,
+                ff_mult=c.ff_mult,
+                nb_features=c.decoder_nb_features,
+                redraw_interval=c.feature_redraw_interval,
+                seed=c.seed * 100 + i,
+            )
+            for i in range(c.decoder_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(c.decoder_dim)
+        self.head_norm = nn.LayerNorm(c.decoder_dim)
+        self.head = nn.Linear(c.decoder_dim, 1)
+        self.apply(_init_weights)
+
+    @property
+    def decoder_length(self) -> int:
+        """Number of decoder positions ``L``."""
+        return TOKENS.SEQ_LEN if self.config.use_depth_tokens else TOKENS.N_GENES
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, cells: SparseCells, keep: torch.Tensor | None = None) -> EncoderOutput:
+        """Run the encoder on the non-zero genes (``keep`` selects a subset) plus T and S."""
+        rows, positions, values = cells.row_ids(), cells.pos, cells.value
+        if keep is not None:
+            rows, positions, values = rows[keep], positions[keep], values[keep]
+        if self.config.use_depth_tokens:
+            cell_ids = torch.arange(cells.n_cells, device=rows.device)
+            rows = torch.cat([rows, cell_ids, cell_ids])
+            positions = torch.cat(
+                [
+                    positions,
+                    torch.full_like(cell_ids, TOKENS.T_POS),
+                    torch.full_like(cell_ids, TOKENS.S_POS),
+                ]
+            )
+            values = torch.cat(
+                [values, cells.depth_t.to(values.dtype), cells.depth_s.to(values.dtype)]
+            )
+            order = sort_entries(rows, positions, TOKENS.N_POSITIONS)
+            rows, positions, values = rows[order], positions[order], values[order]
+        token_pos, token_values, valid = pack_rows(
+            rows, positions, values, n_rows=cells.n_cells, pad_position=TOKENS.PAD_POS
+        )
+        x = self.value_embedding(token_values) + self.gene_embedding(token_pos)  # (B, K, De)
+        for block in self.encoder_blocks:
+            x = block(x, valid)
+        return EncoderOutput(self.encoder_norm(x), token_pos, valid)
+
+    def embed_cells(self, cells: SparseCells, pooling: Pooling = "concat") -> torch.Tensor:
+        """Cell embeddings from the encoder, pooled with explicit masks (batch-size independent).
+
+        ``"concat"`` is the reference recipe ``[S, T, max, mean]`` (4 x De; ``[max, mean]`` without
+        depth tokens); ``"max"``/``"mean"`` pool over gene tokens; ``"depth_tokens"`` is ``[S, T]``.
+        """
+        out = self.encode(cells)
+        gene_tokens = out.valid & (out.positions < TOKENS.N_GENES)
+        pieces: list[torch.Tensor] = []
+        if pooling in ("concat", "depth_tokens"):
+            if not self.config.use_depth_tokens:
+                if pooling == "depth_tokens":
+                    msg = "pooling='depth_tokens' needs a model trained with use_depth_tokens=True"
+                    raise ValueError(msg)
+            else:
+                pieces += [_token_at(out, TOKENS.S_POS), _token_at(out, TOKENS.T_POS)]
+        if pooling in ("concat", "max"):
+            neg_inf = torch.finfo(out.hidden.dtype).min
+            pieces.append(out.hidden.masked_fill(~gene_tokens[..., None], neg_inf).amax(dim=1))
+        if pooling in ("concat", "mean"):
+            weights = gene_tokens[..., None].to(out.hidden.dtype)
+            pieces.append((out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0))
+        if not pieces:
+            msg = f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean' or 'depth_tokens'"
+            raise ValueError(msg)
+        return torch.cat(pieces, dim=-1)
+
+    # ------------------------------------------------------------------ decoder
+    def _project(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.decoder_embed(hidden + self.gene_embedding(positions))
+
+    def _run_decoder(self, z: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.decoder_blocks:
+            z = block(z, valid)
+        return self.decoder_norm(z)
+
+    def _predict(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_norm(z)).squeeze(-1)
+
+    def _full_decoder_input(
+        self, enc: EncoderOutput, masked_rows: torch.Tensor, masked_pos: torch.Tensor
+    ) -> torch.Tensor:
+        """``(B, L, Dd)``: zero embedding everywhere, mask embedding and encoder outputs scattered in."""
+        length = self.decoder_length
+        all_pos = torch.arange(length, device=enc.hidden.device)
+        zero = self.value_embedding.zero_embedding()
+        base = self._project(zero.expand(length, -1), all_pos)  # (L, Dd), shared by every cell
+        z = base.unsqueeze(0).repeat(enc.hidden.shape[0], 1, 1)
+        mask_vec = self.value_embedding.mask_embedding.expand(masked_pos.numel(), -1)
+        z[masked_rows, masked_pos] = self._project(mask_vec, masked_pos).to(z.dtype)
+        rows, slots = enc.valid.nonzero(as_tuple=True)
+        positions = enc.positions[rows, slots]
+        z[rows, positions] = self._project(enc.hidden[rows, slots], positions).to(z.dtype)
+        return z
+
+    def decode_context(self, cells: SparseCells) -> torch.Tensor:
+        """Gene context embeddings ``(B, L, Dd)``: the decoder output with nothing masked."""
+        enc = self.encode(cells)
+        empty = torch.empty(0, dtype=torch.long, device=enc.hidden.device)
+        return self._run_decoder(self._full_decoder_input(enc, empty, empty))
+
+    # ------------------------------------------------------------------ pretraining
+    def forward(
+        self, cells: SparseCells, generator: torch.Generator | None = None
+    ) -> PretrainOutput:
+        """Mask, encode the kept tokens, decode, and regress the masked values (MSE)."""
+        c = self.config
+        nonzero_masked, zero_masked = sample_masks(
+            cells.crow,
+            TOKENS.N_GENES,
+            p_nonzero=c.mask_ratio_nonzero,
+            p_zero=c.mask_ratio_zero,
+            positions=cells.pos,
+            keep_at_least_one=not c.use_depth_tokens,
+            generator=generator,
+        )
+        enc = self.encode(cells, keep=~nonzero_masked)
+        rows = cells.row_ids()
+        zero_rows, zero_pos = zero_masked.nonzero(as_tuple=True)
+        masked_rows = torch.cat([rows[nonzero_masked], zero_rows])
+        masked_pos = torch.cat([cells.pos[nonzero_masked], zero_pos])
+        order = sort_entries(masked_rows, masked_pos, TOKENS.N_POSITIONS)
+        masked_rows, masked_pos = masked_rows[order], masked_pos[order]
+        if c.decoder_mode == "full":
+            prediction = self._predict(
+                self._run_decoder(self._full_decoder_input(enc, masked_rows, masked_pos))
+            )
+            prediction = prediction[masked_rows, masked_pos]
+        else:
+            prediction = self._decode_masked_only(enc, masked_rows, masked_pos)
+        target = _lookup(cells.target or cells, masked_rows, masked_pos)
+        loss = nn.functional.mse_loss(prediction.float(), target, reduction="sum") / max(
+            1, target.numel()
+        )
+        return PretrainOutput(loss, int(target.numel()), prediction.detach(), target)
+
+    def _decode_masked_only(
+        self, enc: EncoderOutput, masked_rows: torch.Tensor, masked_pos: torch.Tensor
+    ) -> torch.Tensor:
+        """Decode encoder tokens plus masked positions only; returns predictions at masked entries."""
+        rows, slots = enc.valid.nonzero(as_tuple=True)
+        enc_pos = enc.positions[rows, slots]
+        enc_feat = self._project(enc.hidden[rows, slots], enc_pos)
+        mask_vec = self.value_embedding.mask_embedding.expand(masked_pos.numel(), -1)
+        mask_feat = self._project(mask_vec, masked_pos).to(enc_feat.dtype)
+        all_rows = torch.cat([rows, masked_rows])
+        all_pos = torch.cat([enc_pos, masked_pos])
+        is_masked = torch.cat(
+            [
+                torch.zeros_like(rows, dtype=torch.bool),
+                torch.ones_like(masked_rows, dtype=torch.bool),
+            ]
+        )
+        order = sort_entries(all_rows, all_pos, TOKENS.N_POSITIONS)
+        payload = torch.cat(
+            [torch.cat([enc_feat, mask_feat])[order], is_masked[order, None].to(enc_feat.dtype)],
+            dim=1,
+        )
+        _, packed, valid = pack_rows(
+            all_rows[order],
+            all_pos[order],
+            payload,
+            n_rows=enc.hidden.shape[0],
+            pad_position=TOKENS.PAD_POS,
+        )
+        z, flag = packed[..., :-1], packed[..., -1] > 0.5
+        prediction = self._predict(self._run_decoder(z, valid))  # (B, K')
+        return prediction[flag]  # row-major order == (row, pos) sorted order of the masked entries
+
+
+def _token_at(out: EncoderOutput, position: int) -> torch.Tensor:
+    """Hidden state of the token at vocabulary ``position`` in each row ``(B, De)``."""
+    slot = (out.positions == position).to(torch.long).argmax(dim=1)
+    return out.hidden[torch.arange(out.hidden.shape[0], device=slot.device), slot]
+
+
+def _lookup(cells: SparseCells, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Values of ``cells`` at (row, position) pairs; zero where the cell has no entry."""
+    keys = cells.row_ids() * TOKENS.N_POSITIONS + cells.pos  # ascending
+    query = rows * TOKENS.N_POSITIONS + positions
+    idx = torch.searchsorted(keys, query).clamp_max(max(keys.numel() - 1, 0))
+    if keys.numel() == 0:
+        return torch.zeros(query.shape, dtype=torch.float32, device=query.device)
+    found = keys[idx] == query
+    return torch.where(found, cells.value[idx].float(), torch.zeros((), device=query.device))
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,110 @@
+"""Masking and token packing: MAE's keep/restore logic for data-dependent lengths.
+
+xTrimoGene's encoder sees a different number of tokens per cell (the non-zero, unmasked genes plus
+the depth tokens), so instead of MAE's fixed ``len_keep`` every function here works on flat
+``(row, position)`` entry lists sorted by row then position, and :func:`pack_rows` turns them into
+padded ``(B, K)`` tensors with a boolean ``valid`` mask (True = real token).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sample_masks(
+    crow: torch.Tensor,
+    n_positions: int,
+    *,
+    p_nonzero: float,
+    p_zero: float,
+    positions: torch.Tensor,
+    keep_at_least_one: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw the pretraining masks.
+
+    Parameters
+    ----------
+    crow, positions
+        CSR row pointers ``(B + 1,)`` and vocabulary positions ``(nnz,)`` of the non-zero genes.
+    n_positions
+        Vocabulary length (zero genes are drawn from ``[0, n_positions)``).
+    p_nonzero, p_zero
+        Probability of masking a non-zero and a zero gene (0.3 and 0.03 in the reference).
+    keep_at_least_one
+        Never mask every non-zero gene of a cell (its encoder input would be empty).
+
+    Returns
+    -------
+    nonzero_masked
+        ``(nnz,)`` bool, True where a non-zero gene is masked.
+    zero_masked
+        ``(B, n_positions)`` bool, True where a zero gene is masked.
+    """
+    device = positions.device
+    n_cells = crow.numel() - 1
+    rand = torch.rand(positions.numel(), device=device, generator=generator)
+    nonzero_masked = rand < p_nonzero
+    if keep_at_least_one and positions.numel():
+        counts = crow.diff()
+        rows = torch.repeat_interleave(torch.arange(n_cells, device=device), counts)
+        kept = torch.zeros(n_cells, dtype=torch.long, device=device)
+        kept.index_add_(0, rows, (~nonzero_masked).long())
+        starved = (kept == 0) & (counts > 0)
+        nonzero_masked[crow[:-1][starved]] = False  # unmask the first gene of starved cells
+    zero_masked = torch.rand(n_cells, n_positions, device=device, generator=generator) < p_zero
+    if positions.numel():
+        rows = torch.repeat_interleave(torch.arange(n_cells, device=device), crow.diff())
+        zero_masked[rows, positions] = False
+    return nonzero_masked, zero_masked
+
+
+def sort_entries(rows: torch.Tensor, positions: torch.Tensor, stride: int) -> torch.Tensor:
+    """Permutation that orders entries by row, then by position."""
+    return torch.argsort(rows * stride + positions, stable=True)
+
+
+def pack_rows(
+    rows: torch.Tensor,
+    positions: torch.Tensor,
+    payload: torch.Tensor,
+    *,
+    n_rows: int,
+    pad_position: int,
+    pad_to_multiple: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pack row-sorted entries into padded ``(B, K, ...)`` tensors.
+
+    Parameters
+    ----------
+    rows, positions
+        ``(n,)`` entries sorted by row (and by position within a row).
+    payload
+        ``(n, ...)`` values carried by each entry (scalars or vectors).
+    pad_position
+        Position id written into padding slots.
+    pad_to_multiple
+        Round ``K`` up to a multiple of this (helps kernels pick fast paths).
+
+    Returns
+    -------
+    positions
+        ``(B, K)`` int64, ``pad_position`` at padding.
+    payload
+        ``(B, K, ...)``, zeros at padding.
+    valid
+        ``(B, K)`` bool, True for real entries.
+    """
+    device = rows.device
+    counts = torch.bincount(rows, minlength=n_rows)
+    k = int(counts.max()) if rows.numel() else 1
+    k = max(1, -(-k // pad_to_multiple) * pad_to_multiple)
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(rows.numel(), device=device) - start[rows]
+    packed_pos = torch.full((n_rows, k), pad_position, dtype=torch.long, device=device)
+    packed_pos[rows, slot] = positions
+    packed = payload.new_zeros((n_rows, k, *payload.shape[1:]))
+    packed[rows, slot] = payload
+    valid = torch.zeros(n_rows, k, dtype=torch.bool, device=device)
+    valid[rows, slot] = True
+    return packed_pos, packed, valid
