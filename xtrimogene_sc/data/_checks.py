@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._vocab import GeneAlignment
+
+_INT_TOL = 1e-4
+_N_EXAMPLES = 5
+
+
+def to_csr_matrix(X: Any) -> sp.csr_matrix:
+    """Convert a scipy sparse matrix/array or dense chunk to a ``float32`` :class:`scipy.sparse.csr_matrix`.
+
+    Parameters
+    ----------
+    X
+        Any scipy sparse matrix or array (CSR, CSC, COO, ...), a numpy array or an array-like.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        ``X`` itself when it already is a ``float32`` ``csr_matrix``, otherwise a converted copy.
+    """
+    if isinstance(X, sp.csr_matrix) and X.dtype == np.float32:
+        return X
+    if sp.issparse(X):
+        return sp.csr_matrix(X.tocsr().astype(np.float32, copy=False))
+    return sp.csr_matrix(np.asarray(X, dtype=np.float32))
+
+
+@dataclass
+class _Tally:
+    """Running counts of invalid entries over row chunks."""
+
+    n_nonfinite: int = 0
+    n_negative: int = 0
+    n_nonint: int = 0
+    min_value: float = np.inf
+    max_value: float = -np.inf
+    example: dict[str, float] = field(default_factory=dict)
+
+    def update(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        if np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_:
+            self.n_negative += self._count("negative", values, values < 0)
+        else:
+            finite = np.isfinite(values)
+            self.n_nonfinite += self._count("nonfinite", values, ~finite)
+            values = values[finite]
+            self.n_negative += self._count("negative", values, values < 0)
+            nonint = np.abs(values - np.round(values)) > _INT_TOL
+            self.n_nonint += self._count("nonint", values, nonint)
+        if values.size:
+            self.min_value = min(self.min_value, float(values.min()))
+            self.max_value = max(self.max_value, float(values.max()))
+
+    def _count(self, kind: str, values: np.ndarray, mask: np.ndarray) -> int:
+        n = int(np.count_nonzero(mask))
+        if n and kind not in self.example:
+            self.example[kind] = float(values[mask][0])
+        return n
+
+
+def _source_name(layer: str | None) -> str:
+    return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+
+
+def _row_chunks(X: Any, chunk_size: int):
+    """Yield row chunks of ``X`` as scipy sparse CSR or dense numpy arrays (never the whole matrix)."""
+    if sp.issparse(X) and X.format != "csr":
+        X = X.tocsr()
+    n_obs = X.shape[0]
+    for start in range(0, n_obs, chunk_size):
+        chunk = X[start : min(start + chunk_size, n_obs)]
+        if sp.issparse(chunk):
+            yield chunk.tocsr()
+        else:
+            yield np.asarray(chunk)
+
+
+def check_counts(
+    X: Any,
+    *,
+    alignment: GeneAlignment,
+    layer: str | None,
+    chunk_size: int = 4096,
+    allow_empty: bool = False,
+) -> np.ndarray:
+    """Validate that a matrix holds raw counts and return per-cell totals over matched genes.
+
+    The matrix is read in row chunks, so backed (on-disk) AnnData matrices are never loaded whole.
+
+    Parameters
+    ----------
+    X
+        Cells x genes matrix: numpy array, any scipy sparse matrix/array, an anndata backed sparse
+        dataset (``adata.X`` of an h5ad opened with ``backed="r"``) or an h5py dataset.
+    alignment
+        Gene alignment of the columns of ``X`` (see :meth:`GeneVocab.align`).
+    layer
+        Where ``X`` came from (``None`` for ``adata.X``); used in error messages only.
+    chunk_size
+        Number of rows processed at a time.
+    allow_empty
+        If ``True``, cells with zero counts over the matched genes are allowed.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` array of length ``n_obs``: total counts per cell over matched genes only
+        (columns mapping to the same vocabulary gene are all included).
+
+    Raises
+    ------
+    ValueError
+        On NaN/inf, negative or non-integer values, a column count that does not match ``alignment``,
+        or (unless ``allow_empty``) cells without counts over matched genes.
+    """
+    if chunk_size < 1:
+        msg = f"chunk_size must be a positive integer, got {chunk_size}."
+        raise ValueError(msg)
+    shape = tuple(X.shape)
+    source = _source_name(layer)
+    if len(shape) != 2 or shape[1] != alignment.n_vars:
+        msg = f"{source} has shape {shape}, but the gene alignment has {alignment.n_vars} columns."
+        raise ValueError(msg)
+    weights = (alignment.var_to_position >= 0).astype(np.float64)
+    totals = np.empty(shape[0], dtype=np.float64)
+    tally = _Tally()
+    start = 0
+    for chunk in _row_chunks(X, chunk_size):
+        tally.update(chunk.data if sp.issparse(chunk) else chunk[chunk != 0])
+        stop = start + chunk.shape[0]
+        if tally.n_nonfinite == 0:
+            totals[start:stop] = np.asarray(chunk @ weights, dtype=np.float64).ravel()
+        start = stop
+    _raise_invalid(tally, source)
+    if not allow_empty:
+        _raise_empty(totals, alignment, source)
+    return totals
+
+
+def _raise_invalid(tally: _Tally, source: str) -> None:
+    fix = (
+        'If raw counts are stored elsewhere, pass layer="counts" (or the name of your raw-count '
+        "layer) to setup_anndata; otherwise recover raw counts before using the model."
+    )
+    if tally.n_nonfinite:
+        msg = (
+            f"{source} contains {tally.n_nonfinite:,} NaN or infinite values "
+            f"(e.g. {tally.example['nonfinite']}). xTrimoGene needs finite raw counts. {fix}"
+        )
+        raise ValueError(msg)
+    if tally.n_negative:
+        msg = (
+            f"{source} contains {tally.n_negative:,} negative values (minimum {tally.min_value:.4g}); "
+            f"it looks scaled or batch-corrected. xTrimoGene needs raw (non-negative integer) counts. {fix}"
+        )
+        raise ValueError(msg)
+    if tally.n_nonint:
+        looks = " and looks log-normalised" if tally.max_value < 30 else ""
+        msg = (
+            f"{source} contains {tally.n_nonint:,} non-integer values (e.g. {tally.example['nonint']:.4g})"
+            f"{looks}. xTrimoGene needs raw counts. {fix}"
+        )
+        raise ValueError(msg)
+
+
+def _raise_empty(totals: np.ndarray, alignment: GeneAlignment, source: str) -> None:
+    empty = np.flatnonzero(totals <= 0)
+    if empty.size == 0:
+        return
+    first = empty[:_N_EXAMPLES].tolist()
+    msg = (
+        f"{empty.size:,} cells have zero counts in {source} over the {alignment.n_matched_vars:,} "
+        f"genes matched to the vocabulary (first obs indices: {first}). Remove them first, e.g. "
+        "with sc.pp.filter_cells(adata, min_counts=1) after subsetting to the matched genes."
+    )
+    raise ValueError(msg)

@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+_VOCAB_FILE = "OS_scRNA_gene_index.19264.tsv"
+_HEADER = ("gene_name", "index")
+_ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{6,}")
+_VOCAB_COVERAGE_WARN = 0.5
+_N_EXAMPLES = 5
+
+
+@dataclass(frozen=True, eq=False)
+class GeneAlignment:
+    """Mapping of a dataset's genes (columns) onto the fixed gene vocabulary.
+
+    Attributes
+    ----------
+    var_to_position
+        ``int64`` array of length ``n_vars``: vocabulary position of each user column, ``-1`` if unmatched.
+    n_vars
+        Number of user columns.
+    n_matched_vars
+        Number of user columns that matched a vocabulary gene.
+    n_matched_positions
+        Number of distinct vocabulary genes matched.
+    n_duplicated_vars
+        User columns mapping to a position already used by another column (summed downstream).
+    observed_positions
+        Boolean array over the vocabulary: which genes were measured. All others are zero-filled.
+    """
+
+    var_to_position: np.ndarray
+    n_vars: int
+    n_matched_vars: int
+    n_matched_positions: int
+    n_duplicated_vars: int
+    observed_positions: np.ndarray
+
+    @property
+    def coverage_vocab(self) -> float:
+        """Fraction of vocabulary genes that were measured."""
+        return self.n_matched_positions / max(len(self.observed_positions), 1)
+
+    @property
+    def coverage_user(self) -> float:
+        """Fraction of user columns that matched the vocabulary."""
+        return self.n_matched_vars / max(self.n_vars, 1)
+
+    @property
+    def matched_columns(self) -> np.ndarray:
+        """Indices of user columns with a vocabulary position."""
+        return np.flatnonzero(self.var_to_position >= 0)
+
+    def summary(self) -> str:
+        """One-line human-readable description of the alignment."""
+        return (
+            f"matched {self.n_matched_vars:,} of {self.n_vars:,} genes ({self.coverage_user:.1%}); "
+            f"{self.n_matched_positions:,} of {len(self.observed_positions):,} vocabulary genes "
+            f"measured ({self.coverage_vocab:.1%}); "
+            f"{self.n_duplicated_vars:,} duplicated symbols summed"
+        )
+
+    def to_dict(self) -> dict[str, int | float]:
+        """JSON-able scalar summary, suitable for ``adata.uns``."""
+        return {
+            "n_vars": int(self.n_vars),
+            "n_matched_vars": int(self.n_matched_vars),
+            "n_matched_positions": int(self.n_matched_positions),
+            "n_duplicated_vars": int(self.n_duplicated_vars),
+            "n_vocab": len(self.observed_positions),
+            "coverage_user": float(self.coverage_user),
+            "coverage_vocab": float(self.coverage_vocab),
+        }
+
+
+class GeneVocab:
+    """Ordered gene vocabulary: position ``i`` holds the symbol of model gene id ``i``.
+
+    Parameters
+    ----------
+    names
+        Unique, non-empty gene symbols in position order.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        arr = np.array([str(n) for n in names], dtype=object)
+        if arr.size == 0 or any(n == "" or "\t" in n or "\n" in n for n in arr):
+            msg = (
+                "Gene vocabulary names must be a non-empty list of non-empty symbols without tabs."
+            )
+            raise ValueError(msg)
+        index = pd.Index(arr)
+        if index.has_duplicates:
+            dups = index[index.duplicated()].unique()[:_N_EXAMPLES].tolist()
+            msg = f"Gene vocabulary contains duplicated symbols, e.g. {dups}."
+            raise ValueError(msg)
+        arr.setflags(write=False)
+        self.names: np.ndarray = arr
+        self._index = index
+
+    @classmethod
+    def default(cls) -> GeneVocab:
+        """Return the 19,264-gene xTrimoGene/scFoundation vocabulary shipped with the package (cached)."""
+        return _default_vocab()
+
+    @classmethod
+    def from_tsv(cls, path: str | Path) -> GeneVocab:
+        """Read a vocabulary TSV with header ``gene_name<TAB>index`` where index equals the row number."""
+        return cls._from_text(Path(path).read_text(encoding="utf-8"), source=str(path))
+
+    @classmethod
+    def _from_text(cls, text: str, *, source: str) -> GeneVocab:
+        lines = text.splitlines()
+        if not lines or tuple(lines[0].split("\t")) != _HEADER:
+            msg = f"{source}: expected header 'gene_name<TAB>index', got {lines[:1]!r}."
+            raise ValueError(msg)
+        names = []
+        for row, line in enumerate(lines[1:]):
+            fields = line.split("\t")
+            if len(fields) != 2 or fields[1].strip() != str(row):
+                msg = f"{source}: line {row + 2} is {line!r}; expected '<symbol><TAB>{row}'."
+                raise ValueError(msg)
+            names.append(fields[0])
+        return cls(names)
+
+    def to_tsv(self, path: str | Path) -> None:
+        """Write the vocabulary in its canonical TSV form (byte-identical to the shipped file)."""
+        Path(path).write_text(self._canonical_text(), encoding="utf-8", newline="\n")
+
+    def _canonical_text(self) -> str:
+        rows = (f"{name}\t{i}\n" for i, name in enumerate(self.names))
+        return "\t".join(_HEADER) + "\n" + "".join(rows)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """SHA-256 hex digest of the canonical TSV text (equals the hash of the shipped file)."""
+        return hashlib.sha256(self._canonical_text().encode("utf-8")).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GeneVocab):
+            return NotImplemented
+        return len(self) == len(other) and bool(np.all(self.names == other.names))
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
+    def __repr__(self) -> str:
+        return f"GeneVocab(n_genes={len(self)}, sha256={self.sha256[:12]}…)"
+
+    def positions(self, symbols: Sequence[object]) -> np.ndarray:
+        """Vocabulary position of each symbol (exact match), ``-1`` where unmatched, NaN or empty."""
+        keys = [k if isinstance(k, str) else None for k in _as_object_array(symbols)]
+        keys = np.asarray(keys, dtype=object)
+        return self._index.get_indexer(keys).astype(np.int64)
+
+    def align(
+        self,
+        var_names_or_adata: AnnData | Sequence[str],
+        *,
+        gene_symbols_key: str | None = None,
+        min_overlap: float = 0.25,
+        min_genes: int = 100,
+    ) -> GeneAlignment:
+        """Match a dataset's genes to the vocabulary by exact symbol.
+
+        Parameters
+        ----------
+        var_names_or_adata
+            An AnnData (``adata.var_names`` or ``adata.var[gene_symbols_key]`` is used) or a sequence of
+            gene symbols, one per column.
+        gene_symbols_key
+            Column of ``adata.var`` that holds gene symbols, e.g. when ``var_names`` are Ensembl IDs.
+        min_overlap
+            Minimum fraction of user genes that must match the vocabulary.
+        min_genes
+            Minimum number of distinct vocabulary genes that must be matched.
+
+        Returns
+        -------
+        GeneAlignment
+            The column-to-position mapping and coverage statistics.
+
+        Raises
+        ------
+        ValueError
+            If names look like Ensembl IDs and no ``gene_symbols_key`` was given, or the overlap is too low.
+        """
+        if not 0.0 <= min_overlap <= 1.0 or min_genes < 0:
+            msg = f"min_overlap must be in [0, 1] and min_genes >= 0, got {min_overlap} and {min_genes}."
+            raise ValueError(msg)
+        names, var = _resolve_names(var_names_or_adata, gene_symbols_key)
+        if gene_symbols_key is None and _ensembl_fraction(names) > 0.5:
+            msg = (
+                f"Most gene names look like Ensembl IDs (e.g. {_examples(names)}), but the vocabulary "
+                "uses HGNC symbols. Pass gene_symbols_key='<var column with symbols>'"
+                f"{_candidate_hint(var, self)}."
+            )
+            raise ValueError(msg)
+        pos = self.positions(names)
+        alignment = _build_alignment(pos, len(self))
+        n_user, n_pos = alignment.n_vars, alignment.n_matched_positions
+        if n_user == 0 or alignment.coverage_user < min_overlap or n_pos < min_genes:
+            msg = (
+                f"Only {alignment.n_matched_vars:,} of {n_user:,} genes ({alignment.coverage_user:.1%}) "
+                f"match the {len(self):,}-gene vocabulary ({n_pos:,} distinct genes); required: at "
+                f"least {min_overlap:.0%} of genes and {min_genes:,} distinct genes. Unmatched "
+                f"examples: {_examples(names[pos < 0])}.{_mismatch_hints(names[pos < 0], self)}"
+            )
+            raise ValueError(msg)
+        if alignment.n_duplicated_vars:
+            dup_names = names[_duplicated_mask(pos)]
+            msg = (
+                f"{alignment.n_duplicated_vars:,} gene columns map to a vocabulary gene that is already "
+                f"matched (e.g. {_examples(dup_names)}); their counts will be summed."
+            )
+            warnings.warn(msg, UserWarning, stacklevel=2)
+        if alignment.coverage_vocab < _VOCAB_COVERAGE_WARN:
+            msg = (
+                f"Only {n_pos:,} of {len(self):,} vocabulary genes ({alignment.coverage_vocab:.1%}) are "
+                "measured in this dataset; the model treats the missing genes as zero expression, "
+                "which can degrade embeddings. Use all measured genes, not only highly variable ones."
+            )
+            warnings.warn(msg, UserWarning, stacklevel=2)
+        return alignment
+
+
+@functools.cache
+def _default_vocab() -> GeneVocab:
+    resource = files("xtrimogene_sc.data").joinpath("vocab", _VOCAB_FILE)
+    return GeneVocab._from_text(resource.read_text(encoding="utf-8"), source=_VOCAB_FILE)
+
+
+def _as_object_array(values: object) -> np.ndarray:
+    if isinstance(values, str):
+        msg = "Expected a sequence of gene names, got a single string."
+        raise TypeError(msg)
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1:
+        msg = f"Expected a one-dimensional sequence of gene names, got shape {arr.shape}."
+        raise ValueError(msg)
+    return arr
+
+
+def _resolve_names(
+    obj: AnnData | Sequence[str], gene_symbols_key: str | None
+) -> tuple[np.ndarray, pd.DataFrame | None]:
+    if isinstance(obj, AnnData):
+        if gene_symbols_key is None:
+            return _as_object_array(obj.var_names), obj.var
+        if gene_symbols_key not in obj.var.columns:
+            columns = list(obj.var.columns)
+            msg = (
+                f"gene_symbols_key={gene_symbols_key!r} is not a column of adata.var ({columns})."
+            )
+            raise ValueError(msg)
+        return _as_object_array(obj.var[gene_symbols_key]), obj.var
+    if gene_symbols_key is not None:
+        msg = "gene_symbols_key can only be used when an AnnData is passed."
+        raise ValueError(msg)
+    return _as_object_array(obj), None
+
+
+def _build_alignment(pos: np.ndarray, n_vocab: int) -> GeneAlignment:
+    observed = np.zeros(n_vocab, dtype=bool)
+    observed[pos[pos >= 0]] = True
+    n_matched_vars = int((pos >= 0).sum())
+    n_matched_positions = int(observed.sum())
+    pos = pos.copy()
+    pos.setflags(write=False)
+    observed.setflags(write=False)
+    return GeneAlignment(
+        var_to_position=pos,
+        n_vars=len(pos),
+        n_matched_vars=n_matched_vars,
+        n_matched_positions=n_matched_positions,
+        n_duplicated_vars=n_matched_vars - n_matched_positions,
+        observed_positions=observed,
+    )
+
+
+def _duplicated_mask(pos: np.ndarray) -> np.ndarray:
+    return (pos >= 0) & pd.Series(pos).duplicated().to_numpy()
+
+
+def _examples(names: np.ndarray) -> list[object]:
+    return [n if isinstance(n, str) else repr(n) for n in names[:_N_EXAMPLES]]
+
+
+def _ensembl_fraction(names: np.ndarray) -> float:
+    hits = [isinstance(n, str) and _ENSEMBL_RE.match(n) is not None for n in names]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def _candidate_hint(var: pd.DataFrame | None, vocab: GeneVocab) -> str:
+    if var is None:
+        return " (AnnData input only), or map the IDs to HGNC symbols first"
+    found = []
+    for col in var.columns:
+        series = var[col]
+        if not (
+            series.dtype == object
+            or isinstance(series.dtype, pd.CategoricalDtype | pd.StringDtype)
+        ):
+            continue
+        frac = float((vocab.positions(series.astype(object)) >= 0).mean())
+        if frac >= 0.25:
+            found.append((frac, col))
+    if not found:
+        return "; no column of adata.var looks like it holds symbols, map Ensembl IDs to HGNC symbols first"
+    found.sort(key=lambda item: -item[0])
+    listed = ", ".join(f"{col!r} ({frac:.0%} match)" for frac, col in found)
+    return f"; candidate columns: {listed}"
+
+
+def _mismatch_hints(unmatched: np.ndarray, vocab: GeneVocab) -> str:
+    strings = [n for n in unmatched if isinstance(n, str)]
+    hints = []
+    title = [n for n in strings if n[:1].isupper() and n[1:] != n[1:].upper()]
+    if title and (vocab.positions([n.upper() for n in title]) >= 0).mean() > 0.5:
+        hints.append(
+            f"many names are in mouse-style title case (e.g. {title[:3]}); the vocabulary holds human "
+            "HGNC symbols, so map mouse genes to their human orthologs (case is not folded automatically)"
+        )
+    if _ensembl_fraction(np.asarray(strings, dtype=object)) > 0.5:
+        hints.append(
+            "many names look like Ensembl IDs; pass gene_symbols_key= with a var column of symbols"
+        )
+    if len(strings) < len(unmatched):
+        hints.append(f"{len(unmatched) - len(strings):,} names are missing (NaN/None)")
+    return "".join(f" Hint: {h}." for h in hints)
