@@ -1,0 +1,451 @@
+"""User-facing xTrimoGene model: AnnData in, numpy / AnnData fields out (scvi-tools style)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+
+from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
+from xtrimogene_sc.data._checks import check_counts
+from xtrimogene_sc.data._datamodule import CellDataModule
+from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
+from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
+from xtrimogene_sc.model import _gene_embeddings
+from xtrimogene_sc.model._inference import iter_batches
+from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
+from xtrimogene_sc.module._config import XTrimoGeneConfig
+from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+_NO_ADATA_REGISTRY = {"field_registries": {}, "setup_args": {}}
+
+
+class XTrimoGene(BaseModelClass):
+    """xTrimoGene / scFoundation asymmetric masked autoencoder for scRNA-seq counts.
+
+    The encoder (exact attention) sees only a cell's expressed genes plus two read-depth tokens;
+    the Performer decoder sees every position of the 19,264-gene vocabulary and regresses the
+    masked values. Parameters live on vocabulary positions, so a trained model embeds any AnnData
+    whose genes map to the vocabulary, whatever its columns.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`; may be ``None`` for a model that only
+        embeds (e.g. loaded from disk).
+    preset
+        Size preset: ``"tiny"``, ``"small"``, ``"base"``, ``"large"`` or ``"100m"`` (reference).
+    config
+        A full :class:`~xtrimogene_sc.module.XTrimoGeneConfig`; overrides ``preset``.
+    **config_overrides
+        Any config field, e.g. ``decoder_mode="masked"``.
+
+    Examples
+    --------
+    >>> import xtrimogene_sc as xtg
+    >>> adata = xtg.datasets.pbmc68k_counts()
+    >>> xtg.XTrimoGene.setup_anndata(adata)
+    >>> model = xtg.XTrimoGene(adata, preset="tiny")
+    >>> model.train(max_epochs=2)  # doctest: +SKIP
+    >>> adata.obsm["X_xtg"] = model.get_latent_representation()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        *,
+        preset: str = "tiny",
+        config: XTrimoGeneConfig | None = None,
+        **config_overrides: Any,
+    ) -> None:
+        if adata is None:
+            super().__init__(registry=dict(_NO_ADATA_REGISTRY))
+        else:
+            super().__init__(adata)
+        self.config = config or XTrimoGeneConfig.preset(preset, **config_overrides)
+        self.module = XTrimoGeneModule(self.config)
+        self.vocab = GeneVocab.default()
+        self.alignment_: GeneAlignment | None = None
+        if adata is not None:
+            self.alignment_ = self._align(adata, self._setup_arg("gene_symbols_key"))
+        n_params = sum(p.numel() for p in self.module.parameters())
+        self._model_summary_string = (
+            f"XTrimoGene: encoder {self.config.encoder_depth}x{self.config.encoder_dim}, "
+            f"decoder {self.config.decoder_depth}x{self.config.decoder_dim} (FAVOR+, "
+            f"{self.config.decoder_mode}), {n_params / 1e6:.2f}M parameters"
+        )
+        self.init_params_ = {"config": self.config.to_dict()}
+
+    # ------------------------------------------------------------------ data registration
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        labels_key: str | None = None,
+        gene_symbols_key: str | None = None,
+        min_gene_overlap: float = 0.25,
+        **kwargs: Any,
+    ) -> None:
+        """Register an AnnData of raw counts and check it against the gene vocabulary.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes with raw integer counts in ``layer`` (or ``X``).
+        layer
+            Layer holding raw counts; ``None`` uses ``adata.X``.
+        batch_key, labels_key
+            Optional ``obs`` columns registered for downstream use (mapping, annotation).
+        gene_symbols_key
+            ``var`` column of HGNC symbols, needed when ``var_names`` are Ensembl IDs.
+        min_gene_overlap
+            Refuse data where fewer than this fraction of its genes are in the vocabulary.
+
+        Raises
+        ------
+        ValueError
+            Non-count values (negative, NaN, non-integer), empty cells, Ensembl IDs without
+            ``gene_symbols_key``, or too little overlap with the vocabulary. Each message says
+            what to pass instead.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        alignment = GeneVocab.default().align(
+            adata, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
+        )
+        X = adata.X if layer is None else adata.layers[layer]
+        check_counts(X, alignment=alignment, layer=layer)
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+        ]
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+        adata.uns.setdefault(DEFAULT_KEYS.UNS, {})["alignment"] = alignment.to_dict()
+        logger.info("xtrimogene_sc: %s", alignment.summary())
+
+    def _setup_arg(self, name: str, default: Any = None) -> Any:
+        return self.registry_.get("setup_args", {}).get(name, default)
+
+    def _align(self, adata: AnnData, gene_symbols_key: str | None) -> GeneAlignment:
+        return self.vocab.align(
+            adata,
+            gene_symbols_key=gene_symbols_key,
+            min_overlap=self._setup_arg("min_gene_overlap", 0.25),
+        )
+
+    def _resolve(
+        self, adata: AnnData | None, layer: str | None, gene_symbols_key: str | None
+    ) -> tuple[Any, np.ndarray]:
+        """Count matrix and column -> vocabulary map of ``adata`` (default: the registered one)."""
+        if adata is None:
+            if self.adata is None:
+                msg = "this model has no registered AnnData; pass adata="
+                raise ValueError(msg)
+            adata, layer = self.adata, self._setup_arg("layer")
+            gene_symbols_key = self._setup_arg("gene_symbols_key")
+            alignment = self.alignment_ or self._align(adata, gene_symbols_key)
+        else:
+            manager = self.get_anndata_manager(adata) if adata.uns.get("_scvi_uuid") else None
+            if manager is not None and layer is None and gene_symbols_key is None:
+                layer = manager.registry["setup_args"].get("layer")
+                gene_symbols_key = manager.registry["setup_args"].get("gene_symbols_key")
+            alignment = self._align(adata, gene_symbols_key)
+        X = adata.X if layer is None else adata.layers[layer]
+        check_counts(X, alignment=alignment, layer=layer)
+        return X, alignment.var_to_position
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the module's parameters."""
+        return next(self.module.parameters()).device
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_fraction: float = 0.1,
+        train_size: float = 0.9,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        precision: str | None = None,
+        gradient_clip_val: float = 1.0,
+        num_workers: int = 0,
+        plan_kwargs: dict[str, Any] | None = None,
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Pretrain by masked-value regression through scvi-tools' trainer.
+
+        Parameters
+        ----------
+        max_epochs
+            Passes over the training cells; default scales with data size (at most 50).
+        batch_size
+            Cells per minibatch.
+        lr, weight_decay
+            AdamW peak learning rate and weight decay.
+        warmup_fraction
+            Share of the optimiser steps spent in linear warm-up before the cosine decay.
+        train_size
+            Fraction of cells for training; the rest gives ``validation_loss`` every epoch.
+        accelerator, devices
+            Lightning accelerator and devices.
+        precision
+            Lightning precision; default ``"bf16-mixed"`` on GPUs that support it, else fp32.
+        gradient_clip_val
+            Gradient-norm clipping (the reference clips at 1.0).
+        num_workers
+            DataLoader workers (tokenization runs there).
+        plan_kwargs
+            Extra :class:`~xtrimogene_sc.train.XTrimoGeneTrainingPlan` arguments.
+        **trainer_kwargs
+            Passed to the Lightning trainer (e.g. ``enable_checkpointing``, ``callbacks``).
+        """
+        if self.adata is None:
+            msg = "train() needs a model built on an AnnData registered with setup_anndata"
+            raise ValueError(msg)
+        X, var_to_position = self._resolve(None, None, None)
+        n_obs = X.shape[0]
+        max_epochs = max_epochs or max(1, min(50, round(20_000 / n_obs)))
+        data = CellDataModule(
+            X, var_to_position, batch_size=batch_size, train_size=train_size,
+            num_workers=num_workers,
+        )  # fmt: skip
+        total_steps = max(1, math.ceil(data.n_train / batch_size) * max_epochs)
+        plan = XTrimoGeneTrainingPlan(
+            self.module,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_steps=int(warmup_fraction * total_steps),
+            total_steps=total_steps,
+            **(plan_kwargs or {}),
+        )
+        if precision is None:
+            use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            precision = "bf16-mixed" if use_bf16 and accelerator != "cpu" else "32-true"
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1 if data.n_val else None)
+        self.module.train()
+        runner = TrainRunner(
+            self,
+            training_plan=plan,
+            data_splitter=data,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            precision=precision,
+            gradient_clip_val=gradient_clip_val,
+            use_distributed_sampler=False,
+            **trainer_kwargs,
+        )
+        runner()
+
+    # ------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        *,
+        pooling: Pooling = "concat",
+        batch_size: int = 64,
+        layer: str | None = None,
+        gene_symbols_key: str | None = None,
+        t_mode: TargetDepthMode = "fold",
+        t_value: float = 1.0,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Cell embeddings from the encoder.
+
+        Parameters
+        ----------
+        adata
+            Any AnnData of raw counts (in memory or ``backed="r"``); default: the registered one.
+        pooling
+            ``"concat"`` (reference: ``[S, T, max, mean]``), ``"max"``, ``"mean"`` or
+            ``"depth_tokens"``.
+        batch_size
+            Cells per forward pass. Results do not depend on it.
+        layer, gene_symbols_key
+            Where counts and symbols are, for an AnnData that was not set up.
+        t_mode, t_value
+            Target depth T: ``"fold"`` (T = log10(N * t_value); default T = S), ``"absolute"``
+            (T = t_value, e.g. 4 for 10,000 counts) or ``"add_log10"`` (T = S + t_value).
+        progress
+            Show a progress bar.
+
+        Returns
+        -------
+        ``(n_obs, d)`` float32 array in the order of ``adata.obs``.
+        """
+        X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
+        self.module.eval()
+        depth = DepthSpec(t_mode, t_value)
+        out: np.ndarray | None = None
+        for rows, cells in iter_batches(
+            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress
+        ):
+            with self._autocast():
+                emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
+            if out is None:
+                out = np.empty((X.shape[0], emb.shape[1]), dtype=np.float32)
+            out[rows] = emb.float().cpu().numpy()
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def get_gene_embeddings(
+        self,
+        adata: AnnData | None = None,
+        *,
+        genes: list[str] | None = None,
+        reduce: str | None = "mean",
+        out_file: str | Path | None = None,
+        batch_size: int = 8,
+        layer: str | None = None,
+        gene_symbols_key: str | None = None,
+        progress: bool = True,
+    ) -> pd.DataFrame | np.ndarray | Path:
+        """Decoder context embeddings of genes, streamed cell batch by cell batch.
+
+        Parameters
+        ----------
+        adata
+            Cells to run (default: the registered AnnData).
+        genes
+            Vocabulary symbols to return (default: every vocabulary gene).
+        reduce
+            ``"mean"`` averages over cells and returns a DataFrame (genes x d). ``None`` keeps
+            one embedding per cell and gene: written to ``out_file`` (HDF5 dataset
+            ``gene_embeddings``, cells x genes x d) if given, else returned as an array when it
+            stays under 2 GB.
+        out_file
+            HDF5 path for per-cell output; only one batch is ever held in memory.
+        batch_size
+            Cells per decoder pass (the decoder holds batch x 19,266 x d activations).
+        layer, gene_symbols_key
+            Where counts and symbols are, for an AnnData that was not set up.
+        progress
+            Show a progress bar.
+        """
+        X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
+        positions, names = _gene_embeddings.select_positions(self.vocab, genes)
+        batches = iter_batches(
+            X, var_to_position, batch_size=batch_size, progress=progress, desc="gene embeddings"
+        )
+        return _gene_embeddings.run(
+            self, batches, positions, names, n_obs=X.shape[0], reduce=reduce, out_file=out_file,
+            obs_names=None if adata is None and self.adata is None else
+            list((adata if adata is not None else self.adata).obs_names),
+        )  # fmt: skip
+
+    @torch.inference_mode()
+    def get_reconstruction_error(
+        self,
+        adata: AnnData | None = None,
+        *,
+        batch_size: int = 32,
+        seed: int = 0,
+        layer: str | None = None,
+        gene_symbols_key: str | None = None,
+    ) -> float:
+        """Masked-value MSE with fixed masks (comparable before and after training)."""
+        X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
+        self.module.eval()
+        total, count = 0.0, 0
+        for i, (_, cells) in enumerate(
+            iter_batches(X, var_to_position, batch_size=batch_size, progress=False)
+        ):
+            generator = torch.Generator(device=self.device).manual_seed(seed * 100_003 + i)
+            out = self.module(cells.to(self.device), generator=generator)
+            total += float(out.loss) * out.n_masked
+            count += out.n_masked
+        return total / max(1, count)
+
+    def _autocast(self) -> torch.autocast:
+        on_cuda = self.device.type == "cuda"
+        return torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16,
+            enabled=on_cuda and torch.cuda.is_bf16_supported(),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ persistence
+    def save(
+        self,
+        dir_path: str | Path,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Save config, weights (safetensors) and vocabulary atomically to ``dir_path``."""
+        extra = {
+            "setup_args": dict(self.registry_.get("setup_args", {})),
+            "is_trained": bool(self.is_trained_),
+            "n_positions": TOKENS.N_POSITIONS,
+        }
+        files = {}
+        if save_anndata and self.adata is not None:
+            files["adata.h5ad"] = lambda path: self.adata.write_h5ad(path)
+        save_directory(
+            dir_path, config=self.config, state_dict=self.module.state_dict(), vocab=self.vocab,
+            extra=extra, overwrite=overwrite, extra_files=files,
+        )  # fmt: skip
+
+    @classmethod
+    def load(
+        cls,
+        dir_path: str | Path,
+        adata: AnnData | None = None,
+        accelerator: str = "cpu",
+        device: int | str = "auto",
+        **kwargs: Any,
+    ) -> XTrimoGene:
+        """Load a model saved by :meth:`save` (no pickle is read).
+
+        Parameters
+        ----------
+        dir_path
+            Directory written by :meth:`save` or by the pretraining export.
+        adata
+            Optional AnnData to attach; it is set up with the saved arguments if needed.
+        accelerator, device
+            Where to put the weights: ``"cpu"`` or ``"gpu"``/``"cuda"`` and a device index.
+        """
+        config, state_dict, _, meta = load_directory(dir_path)
+        if adata is not None and not adata.uns.get("_scvi_uuid"):
+            setup_args = {
+                k: v for k, v in meta.get("setup_args", {}).items() if k in _SETUP_ARG_NAMES
+            }
+            cls.setup_anndata(adata, **setup_args)
+        model = cls(adata, config=config)
+        load_state_checked(model.module, state_dict)
+        model.is_trained_ = bool(meta.get("is_trained", True))
+        model.module.eval()
+        if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+            index = 0 if device == "auto" else int(device)
+            model.to_device(f"cuda:{index}")
+        return model
+
+    from_pretrained = load
+
+
+_SETUP_ARG_NAMES = ("layer", "batch_key", "labels_key", "gene_symbols_key", "min_gene_overlap")
