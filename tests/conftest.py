@@ -1,0 +1,82 @@
+"""Shared fixtures: seeding, thread caps, tiny data and models; marker handling.
+
+Markers
+-------
+slow
+    Longer end-to-end runs. They always run, in a bounded form by default (CI); set
+    ``XTG_SLOW_FULL=1`` for the full-size version (use the ``slow_full`` fixture to branch).
+gpu
+    Needs CUDA; skipped when no GPU is visible.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+_SKIPS = {  # marker -> (should skip, reason)
+    "gpu": (lambda: not torch.cuda.is_available(), "needs a CUDA GPU"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for marker, (should_skip, reason) in _SKIPS.items():
+        if not should_skip():
+            continue
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def slow_full() -> bool:
+    """True when slow tests should run at full size (``XTG_SLOW_FULL=1``)."""
+    return os.environ.get("XTG_SLOW_FULL") == "1"
+
+
+@pytest.fixture
+def tiny_adata():
+    """300 cells x 400 vocabulary genes of labelled synthetic counts (sparse CSR)."""
+    from xtrimogene_sc.datasets import synthetic_counts
+
+    return synthetic_counts(n_obs=300, n_vars=400, n_labels=3, n_batches=2, seed=0)
+
+
+@pytest.fixture
+def tiny_config():
+    """A very small config for unit tests (masked decoder: fast on CPU)."""
+    from xtrimogene_sc.module import XTrimoGeneConfig
+
+    return XTrimoGeneConfig.preset(
+        "tiny", encoder_dim=32, encoder_heads=2, decoder_dim=16, decoder_heads=2,
+        decoder_nb_features=8, bin_num=16, decoder_mode="masked",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model():
+    """A tiny model trained for 2 epochs on synthetic data (shared, do not mutate)."""
+    import warnings
+
+    import xtrimogene_sc as xtg
+
+    adata = xtg.datasets.synthetic_counts(n_obs=300, n_vars=400, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xtg.XTrimoGene.setup_anndata(adata, labels_key="labels", batch_key="batch")
+    torch.manual_seed(0)
+    model = xtg.XTrimoGene(adata, preset="tiny", decoder_mode="masked")
+    model.train(max_epochs=2, batch_size=32, enable_progress_bar=False)
+    return model
