@@ -45,6 +45,8 @@ class PretrainOutput:
     n_masked: int
     prediction: torch.Tensor  # (n_masked,)
     target: torch.Tensor  # (n_masked,)
+    rows: torch.Tensor  # (n_masked,) cell of each masked entry
+    positions: torch.Tensor  # (n_masked,) vocabulary position of each masked entry
 
 
 class XTrimoGeneModule(nn.Module):
@@ -218,7 +220,9 @@ class XTrimoGeneModule(nn.Module):
         loss = nn.functional.mse_loss(prediction.float(), target, reduction="sum") / max(
             1, target.numel()
         )
-        return PretrainOutput(loss, int(target.numel()), prediction.detach(), target)
+        return PretrainOutput(
+            loss, int(target.numel()), prediction.detach(), target, masked_rows, masked_pos
+        )
 
     def _decode_masked_only(
         self, enc: EncoderOutput, masked_rows: torch.Tensor, masked_pos: torch.Tensor

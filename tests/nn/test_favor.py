@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import torch
+
+from xtrimogene_sc.nn import ExactKernel, FavorKernel, softmax_features
+from xtrimogene_sc.nn._favor import linear_attention, orthogonal_gaussian_projection
+
+
+def _qkv(b=2, h=2, length=64, d=16, scale=0.5):
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(b, h, length, d, generator=g) * scale for _ in range(3)]
+
+
+def _favor_error(nb_features: int, seeds=range(5)) -> float:
+    q, k, v = _qkv()
+    exact = ExactKernel()(q, k, v)
+    errors = []
+    for seed in seeds:
+        kernel = FavorKernel(16, nb_features=nb_features, seed=seed).eval()
+        errors.append((kernel(q, k, v) - exact).abs().mean().item())
+    return sum(errors) / len(errors)
+
+
+def test_favor_approaches_exact_attention_as_features_grow():
+    errors = [_favor_error(m) for m in (8, 64, 512)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.25 * errors[0]
+    assert errors[2] < 0.03
+
+
+def test_orthogonal_projection_blocks_are_orthogonal():
+    w = orthogonal_gaussian_projection(16, 16, generator=torch.Generator().manual_seed(1))
+    directions = w / w.norm(dim=1, keepdim=True)
+    assert torch.allclose(directions @ directions.T, torch.eye(16), atol=1e-5)
+
+
+def test_favor_ignores_padding_keys_and_other_cells():
+    q, k, v = _qkv(b=1, length=10)
+    kernel = FavorKernel(16, nb_features=32).eval()
+    alone = kernel(q, k, v)
+    # same cell padded with garbage keys, next to another very different cell
+    pad = torch.randn(1, 2, 6, 16) * 50
+    q2 = torch.cat([torch.cat([q, pad], 2), torch.randn(1, 2, 16, 16) * 3])
+    k2 = torch.cat([torch.cat([k, pad], 2), torch.randn(1, 2, 16, 16) * 3])
+    v2 = torch.cat([torch.cat([v, pad], 2), torch.randn(1, 2, 16, 16)])
+    valid = torch.ones(2, 16, dtype=torch.bool)
+    valid[0, 10:] = False
+    batched = kernel(q2, k2, v2, valid)
+    assert torch.allclose(batched[:1, :, :10], alone, atol=1e-5)
+
+
+def test_key_features_are_zero_at_padding():
+    x = torch.randn(1, 1, 5, 8)
+    valid = torch.tensor([[True, True, False, True, False]])
+    feats = softmax_features(x, torch.randn(4, 8), is_query=False, valid=valid)
+    assert feats[0, 0, ~valid[0]].abs().sum() == 0
+
+
+def test_features_redraw_only_in_training_and_deterministically():
+    a = FavorKernel(8, nb_features=8, redraw_interval=2, seed=3)
+    b = FavorKernel(8, nb_features=8, redraw_interval=2, seed=3)
+    q, k, v = _qkv(b=1, h=1, length=4, d=8)
+    first = a.projection.clone()
+    a.eval()
+    for _ in range(5):
+        a(q, k, v)
+    assert torch.equal(a.projection, first)
+    a.train()
+    b.train()
+    for _ in range(3):
+        a(q, k, v)
+        b(q, k, v)
+    assert not torch.equal(a.projection, first)
+    assert torch.equal(a.projection, b.projection)  # every rank / resumed run draws the same
+    assert "projection" in a.state_dict()
+
+
+def test_linear_attention_matches_explicit_kernel_matrix():
+    qf, kf = torch.rand(1, 1, 5, 7), torch.rand(1, 1, 6, 7)
+    v = torch.randn(1, 1, 6, 3)
+    attn = qf[0, 0] @ kf[0, 0].T
+    expected = (attn / attn.sum(-1, keepdim=True)) @ v[0, 0]
+    assert torch.allclose(linear_attention(qf, kf, v)[0, 0], expected, atol=1e-5)
