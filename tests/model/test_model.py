@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import xtrimogene_sc as xtg
+
+
+@pytest.fixture
+def model(trained_tiny_model):
+    return trained_tiny_model
+
+
+def _quiet_setup(adata, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xtg.XTrimoGene.setup_anndata(adata, **kwargs)
+
+
+def test_train_records_history_and_lowers_the_loss(model):
+    history = model.history
+    assert "train_loss" in history
+    assert "validation_loss" in history
+    assert model.is_trained
+
+
+def test_latent_shape_and_tl_embed_writes_obsm(model):
+    adata = model.adata
+    latent = model.get_latent_representation(progress=False)
+    assert latent.shape == (adata.n_obs, 4 * model.config.encoder_dim)
+    assert np.isfinite(latent).all()
+    out = xtg.tl.embed(adata, model, copy=True, progress=False)
+    np.testing.assert_allclose(out.obsm["X_xtg"], latent, rtol=1e-5, atol=1e-6)
+    assert out.uns["X_xtg"]["params"]["pooling"] == "concat"
+    assert "X_xtg" not in adata.obsm  # copy=True leaves the input untouched
+
+
+def test_embedding_independent_of_batch_size(model):
+    a = model.get_latent_representation(batch_size=7, progress=False)
+    b = model.get_latent_representation(batch_size=64, progress=False)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_embeds_an_unregistered_anndata_with_other_columns(model):
+    adata = model.adata
+    # reorder and drop columns: embeddings must follow genes, not column order
+    perm = np.random.default_rng(0).permutation(adata.n_vars)
+    other = ad.AnnData(
+        adata.X[:, perm].copy(), obs=adata.obs[[]].copy(), var=adata.var.iloc[perm][[]]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        np.testing.assert_allclose(
+            model.get_latent_representation(other, progress=False),
+            model.get_latent_representation(progress=False),
+            rtol=1e-4, atol=1e-5,
+        )  # fmt: skip
+
+
+def test_backed_h5ad_gives_the_same_embedding(model, tmp_path):
+    path = tmp_path / "cells.h5ad"
+    ad.AnnData(sp.csr_matrix(model.adata.X), var=model.adata.var[[]]).write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        latent = model.get_latent_representation(backed, progress=False)
+    np.testing.assert_allclose(
+        latent, model.get_latent_representation(progress=False), rtol=1e-5, atol=1e-6
+    )
+    backed.file.close()
+
+
+def test_save_load_round_trip_is_identical(model, tmp_path):
+    model.save(tmp_path / "m")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        model.save(tmp_path / "m")
+    loaded = xtg.XTrimoGene.load(tmp_path / "m")
+    assert loaded.adata is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        again = loaded.get_latent_representation(model.adata, progress=False)
+    np.testing.assert_array_equal(again, model.get_latent_representation(progress=False))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "vocab.tsv",
+    ]
+
+
+def test_load_refuses_a_checkpoint_of_another_shape(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model.save(tmp_path / "m")
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    weights["gene_embedding.weight"] = weights["gene_embedding.weight"][:, :8].contiguous()
+    save_file(weights, tmp_path / "m" / "model.safetensors")
+    with pytest.raises(ValueError, match="another preset"):
+        xtg.XTrimoGene.load(tmp_path / "m")
+
+
+def test_load_refuses_another_vocabulary(model, tmp_path):
+    model.save(tmp_path / "m")
+    vocab = tmp_path / "m" / "vocab.tsv"
+    lines = vocab.read_text().splitlines()
+    lines[1], lines[2] = lines[2].split("\t")[0] + "\t0", lines[1].split("\t")[0] + "\t1"
+    vocab.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="vocabulary"):
+        xtg.XTrimoGene.load(tmp_path / "m")
+
+
+def test_gene_embeddings_mean_and_streamed_to_hdf5(model, tmp_path):
+    cells = model.adata[:24].copy()  # the decoder runs all 19,266 positions per cell
+    genes = list(cells.var_names[:5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mean = model.get_gene_embeddings(cells, genes=genes, progress=False)
+        out = model.get_gene_embeddings(
+            cells, genes=genes, reduce=None, out_file=tmp_path / "g.h5", progress=False
+        )
+        with pytest.raises(ValueError, match="not in the vocabulary"):
+            model.get_gene_embeddings(cells, genes=["NOT_A_GENE"], progress=False)
+    assert mean.shape == (5, model.config.decoder_dim)
+    assert list(mean.index) == genes
+    with h5py.File(out) as f:
+        per_cell = f["gene_embeddings"][...]
+        assert f["obs_names"].shape == (24,)
+    assert per_cell.shape == (24, 5, model.config.decoder_dim)
+    np.testing.assert_allclose(per_cell.mean(0), mean.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_setup_refuses_log_normalised_values_naming_the_layer():
+    adata = xtg.datasets.synthetic_counts(n_obs=50, n_vars=200)
+    adata.X = adata.X.copy()
+    adata.X.data = np.log1p(adata.X.data) + 0.01
+    with pytest.raises(ValueError, match=r"layer"):
+        _quiet_setup(adata)
+
+
+def test_setup_records_vocabulary_overlap():
+    adata = xtg.datasets.synthetic_counts(n_obs=50, n_vars=200)
+    _quiet_setup(adata)
+    assert adata.uns["xtg"]["alignment"]["n_matched_vars"] == 200
+
+
+def test_train_after_inference_trains_in_train_mode(tiny_adata):
+    _quiet_setup(tiny_adata)
+    m = xtg.XTrimoGene(
+        tiny_adata, preset="tiny", decoder_mode="masked", encoder_dim=32, encoder_heads=2
+    )
+    before = m.get_reconstruction_error()
+    m.module.eval()  # as after any inference call
+    m.train(max_epochs=1, enable_progress_bar=False)
+    assert m.module.training is False  # eval again after training ...
+    assert m.get_reconstruction_error() < before  # ... but the epoch really trained
