@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xtrimogene_sc.data._datamodule import CellDataModule
+from xtrimogene_sc.data._loading import LengthBucketBatchSampler
+
+
+def _padding_fraction(batches, lengths):
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    return 1 - lengths.sum() / padded
+
+
+def test_bucketed_batches_cover_every_cell_once_and_pad_less():
+    lengths = np.random.default_rng(0).lognormal(7, 0.6, 5000).astype(int)
+    sampler = LengthBucketBatchSampler(lengths, np.arange(5000), 32, seed=1)
+    batches = [np.array(b) for b in sampler]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(5000))
+    assert len(batches) == len(sampler)
+    rng = np.random.default_rng(2)
+    random_batches = np.array_split(rng.permutation(5000), len(batches))
+    assert _padding_fraction(batches, lengths) < 0.5 * _padding_fraction(random_batches, lengths)
+
+
+def test_sampler_order_is_deterministic_per_epoch():
+    lengths = np.arange(100)
+    a = LengthBucketBatchSampler(lengths, np.arange(100), 8, seed=3, bucket_batches=2)
+    b = LengthBucketBatchSampler(lengths, np.arange(100), 8, seed=3, bucket_batches=2)
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first
+
+
+def test_ranks_get_disjoint_equal_shares():
+    lengths = np.ones(103, dtype=int)
+    shares = [
+        list(LengthBucketBatchSampler(lengths, np.arange(103), 10, rank=r, world_size=2))
+        for r in (0, 1)
+    ]
+    assert len(shares[0]) == len(shares[1])  # ranks stay in lockstep
+    cells = [{c for batch in share for c in batch} for share in shares]
+    assert not cells[0] & cells[1]
+
+
+def test_sampler_indices_map_back_to_the_split():
+    indices = np.array([5, 9, 11, 40])
+    sampler = LengthBucketBatchSampler(np.array([3, 1, 2, 9]), indices, 2, shuffle=False,
+                                       bucket_batches=10)  # fmt: skip
+    assert list(sampler) == [[9, 11], [5, 40]]
+
+
+def test_datamodule_split_and_batches(tiny_adata):
+    dm = CellDataModule(tiny_adata.X, np.arange(tiny_adata.n_vars), batch_size=16, train_size=0.8)
+    assert dm.n_train + dm.n_val == tiny_adata.n_obs
+    assert not set(dm.train_idx) & set(dm.val_idx)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.n_cells == 16
+    with pytest.raises(ValueError, match="train_size"):
+        CellDataModule(tiny_adata.X, np.arange(tiny_adata.n_vars), train_size=0.0)
