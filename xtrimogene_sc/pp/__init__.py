@@ -1,3 +1,5 @@
 from __future__ import annotations
 
-__all__: list[str] = []
+from xtrimogene_sc.pp._check import check_input
+
+__all__ = ["check_input"]
