@@ -1,0 +1,351 @@
+"""Convert h5ad files into the on-disk corpus format that the pretraining loader reads fastest.
+
+Layout of ``output_dir``::
+
+    manifest.json                  format version, vocabulary hash, shards, per-input statistics
+    shards/<shard>/indptr.npy      int64 (n_cells + 1) row pointers
+    shards/<shard>/indices.npy     uint16 vocabulary positions (19,264 < 65,536), sorted per row
+    shards/<shard>/data.npy        float32 raw counts (integers, exact up to 2**24)
+
+Inputs are read backed, in row blocks, aligned to the vocabulary and QC-filtered (cells with at
+least ``min_genes`` expressed vocabulary genes, as ``sc.pp.filter_cells(min_genes=...)``). Each shard
+is written under a temporary name and renamed when complete; the manifest is rewritten atomically
+after every input file, so an interrupted run resumes with the first unfinished file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.data._vocab import GeneVocab
+
+from ._sources import (
+    ARRAYS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    H5adDirectorySource,
+    list_h5ad,
+)
+
+logger = logging.getLogger(__name__)
+
+_TMP = ".tmp-"
+_HEADER_BYTES = 128
+_MAX_EXACT_FLOAT32 = 2**24
+_READ_BLOCK = 8192
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """Load and check the manifest of a preprocessed corpus."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        msg = f"{directory} has no {MANIFEST}; create the corpus with preprocess_h5ad(...)."
+        raise FileNotFoundError(msg)
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
+        msg = (
+            f"{path}: format {manifest.get('format')!r} version {manifest.get('format_version')!r} "
+            f"is not {FORMAT_NAME!r} version {FORMAT_VERSION}; preprocess the inputs again."
+        )
+        raise ValueError(msg)
+    if manifest.get("vocab_sha256") != GeneVocab.default().sha256:
+        msg = f"{path}: written for a different gene vocabulary; preprocess the inputs again."
+        raise ValueError(msg)
+    return manifest
+
+
+def new_manifest(**params: Any) -> dict[str, Any]:
+    """An empty manifest carrying the preprocessing parameters."""
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "vocab_sha256": GeneVocab.default().sha256,
+        "n_genes": TOKENS.N_GENES,
+        "params": params,
+        "complete": False,
+        "n_cells": 0,
+        "nnz": 0,
+        "shards": [],
+        "inputs": {},
+    }
+
+
+def write_manifest(directory: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically (temporary file, then rename), updating the totals."""
+    manifest["n_cells"] = sum(int(s["n_cells"]) for s in manifest["shards"])
+    manifest["nnz"] = sum(int(s["nnz"]) for s in manifest["shards"])
+    tmp = Path(directory) / f"{_TMP}{MANIFEST}"
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    os.replace(tmp, Path(directory) / MANIFEST)
+
+
+class _NpyAppender:
+    """A 1-D ``.npy`` file written incrementally; the header is filled in on close."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.length = 0
+        self._fh = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self._fh.write(b"\0" * _HEADER_BYTES)
+
+    def append(self, values: np.ndarray) -> None:
+        np.ascontiguousarray(values, dtype=self.dtype).tofile(self._fh)
+        self.length += len(values)
+
+    def close(self) -> None:
+        text = (
+            f"{{'descr': {self.dtype.str!r}, 'fortran_order': False, 'shape': ({self.length},), }}"
+        )
+        text = text.ljust(_HEADER_BYTES - 11) + "\n"
+        header = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+        self._fh.seek(0)
+        self._fh.write(header)
+        self._fh.close()
+
+
+class ShardWriter:
+    """Write aligned CSR blocks into shards of at most ``cells_per_shard`` cells.
+
+    Parameters
+    ----------
+    shards_dir
+        Folder receiving one sub-folder per shard.
+    prefix
+        Shard names are ``<prefix>-0000``, ``<prefix>-0001``, ...
+    cells_per_shard
+        Maximum number of cells per shard.
+    source
+        Recorded in each shard's manifest entry (e.g. the input file).
+    """
+
+    def __init__(
+        self, shards_dir: Path, prefix: str, cells_per_shard: int, source: str | None = None
+    ) -> None:
+        self.shards_dir, self.prefix, self.source = Path(shards_dir), prefix, source
+        self.cells_per_shard = cells_per_shard
+        self.shards: list[dict[str, Any]] = []
+        self._open: dict[str, _NpyAppender] | None = None
+        self._tmp: Path | None = None
+        self._n = self._nnz = 0
+
+    def add(self, block: sp.csr_matrix) -> None:
+        """Append cells (aligned ``(n, 19264)`` CSR raw counts)."""
+        if block.shape[1] != TOKENS.N_GENES:
+            msg = f"blocks must be aligned to the {TOKENS.N_GENES}-gene vocabulary, got {block.shape}"
+            raise ValueError(msg)
+        if block.nnz and float(block.data.max()) > _MAX_EXACT_FLOAT32:
+            msg = f"{self.source}: counts above 2**24 cannot be stored exactly as float32."
+            raise ValueError(msg)
+        start = 0
+        while start < block.shape[0]:
+            if self._open is None:
+                self._start()
+            take = min(self.cells_per_shard - self._n, block.shape[0] - start)
+            self._write(block[start : start + take])
+            start += take
+            if self._n == self.cells_per_shard:
+                self._finish_shard()
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Close the last shard; return the manifest entries of all shards written."""
+        if self._open is not None:
+            self._finish_shard()
+        return self.shards
+
+    def abort(self) -> None:
+        """Close and delete the shard in progress (completed shards are kept)."""
+        if self._open is not None:
+            for appender in self._open.values():
+                appender.close()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._open = None
+
+    def _start(self) -> None:
+        name = f"{self.prefix}-{len(self.shards):04d}"
+        self._tmp = self.shards_dir / f"{_TMP}{name}"
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True)
+        self._open = {
+            key: _NpyAppender(self._tmp / f"{key}.npy", dt) for key, dt in ARRAYS.items()
+        }
+        self._open["indptr"].append(np.zeros(1, dtype=np.int64))
+        self._n = self._nnz = 0
+
+    def _write(self, block: sp.csr_matrix) -> None:
+        block = sp.csr_matrix(block)
+        block.sort_indices()
+        self._open["indptr"].append(block.indptr[1:].astype(np.int64) + self._nnz)
+        self._open["indices"].append(block.indices)
+        self._open["data"].append(block.data)
+        self._n += block.shape[0]
+        self._nnz += block.nnz
+
+    def _finish_shard(self) -> None:
+        for appender in self._open.values():
+            appender.close()
+        name = self._tmp.name[len(_TMP) :]
+        os.rename(self._tmp, self.shards_dir / name)
+        entry = {"id": name, "path": f"shards/{name}", "n_cells": self._n, "nnz": self._nnz}
+        self.shards.append(entry | {"source": self.source})
+        self._open = self._tmp = None
+
+
+def preprocess_h5ad(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    *,
+    min_genes: int = 200,
+    layer: str | None = None,
+    gene_symbols_key: str | None = None,
+    cells_per_shard: int = 100_000,
+    progress: bool = True,
+) -> Path:
+    """Convert h5ad files into aligned, QC-filtered shards for :class:`PreprocessedSource`.
+
+    Parameters
+    ----------
+    inputs
+        A folder of ``.h5ad`` files or a list of paths.
+    output_dir
+        Corpus folder (created). Rerunning on the same folder resumes: inputs recorded as complete
+        with unchanged size and modification time are skipped, half-written shards are removed.
+    min_genes
+        Keep cells with at least this many expressed vocabulary genes (scFoundation QC: 200).
+    layer
+        Raw-count layer of the inputs (``None``: ``X``; ``"raw"``: ``raw/X``).
+    gene_symbols_key
+        ``var`` column with gene symbols, when var names are not symbols.
+    cells_per_shard
+        Maximum cells per shard; smaller shards balance better across ranks and workers.
+    progress
+        Show a progress bar over input cells.
+
+    Returns
+    -------
+    Path
+        ``output_dir``, to be passed to :class:`PreprocessedSource`.
+    """
+    if min_genes < 0 or cells_per_shard < 1:
+        msg = (
+            f"need min_genes >= 0 and cells_per_shard >= 1, got {min_genes} and {cells_per_shard}"
+        )
+        raise ValueError(msg)
+    paths = list_h5ad(inputs)
+    out = Path(output_dir)
+    shards_dir = out / "shards"
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    params = {
+        "min_genes": min_genes,
+        "layer": layer,
+        "gene_symbols_key": gene_symbols_key,
+        "cells_per_shard": cells_per_shard,
+    }
+    manifest = _load_or_create(out, params)
+    pending = [p for p in paths if not _is_done(manifest, p)]
+    for path in pending:
+        _forget_input(manifest, str(path))
+    _remove_orphans(shards_dir, manifest)
+    manifest["complete"] = False
+    write_manifest(out, manifest)
+    if pending:
+        logger.info("preprocessing %d of %d input files", len(pending), len(paths))
+        source = H5adDirectorySource(pending, layer=layer, gene_symbols_key=gene_symbols_key)
+        with tqdm(
+            total=source.n_cells, unit="cell", desc="preprocess", disable=not progress
+        ) as bar:
+            for path in pending:
+                record, shards = _process_file(source, str(path), shards_dir, params, bar)
+                manifest["inputs"][str(path)] = record
+                manifest["shards"].extend(shards)
+                write_manifest(out, manifest)
+    manifest["complete"] = True
+    write_manifest(out, manifest)
+    return out
+
+
+def _process_file(
+    source: H5adDirectorySource, path: str, shards_dir: Path, params: dict[str, Any], bar: tqdm
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).stem)[:40]
+    prefix = f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+    writer = ShardWriter(shards_dir, prefix, params["cells_per_shard"], source=path)
+    n_in = n_kept = 0
+    bar.set_postfix_str(Path(path).name)
+    try:
+        for block in source.read_shard(path, block_size=_READ_BLOCK):
+            keep = np.diff(block.indptr) >= max(params["min_genes"], 1)
+            writer.add(block[keep] if not keep.all() else block)
+            n_in, n_kept = n_in + block.shape[0], n_kept + int(keep.sum())
+            bar.update(block.shape[0])
+        shards = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    stat = Path(path).stat()
+    alignment = source.alignments[path]
+    record = {
+        "status": "complete",
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "n_cells_in": n_in,
+        "n_cells_kept": n_kept,
+        "n_genes_matched": int(alignment["n_matched_positions"]),
+        "n_vars": int(alignment["n_vars"]),
+        "n_duplicated_vars": int(alignment["n_duplicated_vars"]),
+        "shards": [s["id"] for s in shards],
+    }
+    logger.info("%s: kept %d of %d cells in %d shards", path, n_kept, n_in, len(shards))
+    return record, shards
+
+
+def _load_or_create(out: Path, params: dict[str, Any]) -> dict[str, Any]:
+    if not (out / MANIFEST).is_file():
+        return new_manifest(**params)
+    manifest = read_manifest(out)
+    if manifest.get("params") != params:
+        msg = (
+            f"{out} was preprocessed with {manifest.get('params')}, not {params}; use the same "
+            "settings to resume, or a new output directory."
+        )
+        raise ValueError(msg)
+    return manifest
+
+
+def _is_done(manifest: dict[str, Any], path: Path) -> bool:
+    record = manifest["inputs"].get(str(path))
+    if record is None or record.get("status") != "complete":
+        return False
+    stat = path.stat()
+    return record["size"] == stat.st_size and record["mtime_ns"] == stat.st_mtime_ns
+
+
+def _forget_input(manifest: dict[str, Any], path: str) -> None:
+    """Drop a stale record (input changed since it was processed) and its shards."""
+    if manifest["inputs"].pop(path, None) is None:
+        return
+    logger.info("%s changed since it was preprocessed; processing it again", path)
+    manifest["shards"] = [s for s in manifest["shards"] if s.get("source") != path]
+
+
+def _remove_orphans(shards_dir: Path, manifest: dict[str, Any]) -> None:
+    """Delete temporary shards and shards of inputs that never completed."""
+    known = {s["id"] for s in manifest["shards"]}
+    for child in shards_dir.iterdir():
+        if child.name not in known:
+            logger.info("removing unfinished shard %s", child)
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
