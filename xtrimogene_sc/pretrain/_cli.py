@@ -1,0 +1,91 @@
+"""``xtrimogene-sc pretrain`` and ``xtrimogene-sc preprocess`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``pretrain`` and ``preprocess`` on the main parser's subcommands.
+
+    Each subcommand sets ``func``: a callable taking the parsed namespace and returning an exit
+    code.
+    """
+    p = subparsers.add_parser(
+        "pretrain",
+        help="pretrain a model from a TOML/JSON config (resumes from output_dir automatically)",
+        description="Pretrain xTrimoGene on a streamed corpus; see docs/pretraining.md. "
+        "Launch with torchrun or srun for several GPUs.",
+    )
+    p.add_argument("--config", required=True, type=Path, help="TOML or JSON run config")
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="resume from output_dir/checkpoints/last.ckpt (default: the config's run.resume)",
+    )
+    p.add_argument("--output-dir", type=Path, default=None, help="override run.output_dir")
+    p.set_defaults(func=_run_pretrain)
+
+    q = subparsers.add_parser(
+        "preprocess",
+        help="convert h5ad files into the sharded corpus format the pretraining reads fastest",
+    )
+    q.add_argument("inputs", nargs="+", type=Path, help=".h5ad files or directories of them")
+    q.add_argument("--output-dir", required=True, type=Path, help="corpus directory to write")
+    q.add_argument("--min-genes", type=int, default=200, help="keep cells with >= this many genes")
+    q.add_argument("--layer", default=None, help="raw-count layer ('raw' for adata.raw.X)")
+    q.add_argument("--gene-symbols-key", default=None, help="var column with gene symbols")
+    q.add_argument("--cells-per-shard", type=int, default=100_000, help="cells per output shard")
+    q.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    q.set_defaults(func=_run_preprocess)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from xtrimogene_sc.pretrain._config import PretrainConfig
+    from xtrimogene_sc.pretrain._train import pretrain
+
+    try:
+        config = PretrainConfig.from_file(args.config)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"xtrimogene-sc pretrain: {err}", file=sys.stderr)
+        return 2
+    run: dict[str, object] = {}
+    if args.resume is not None:
+        run["resume"] = args.resume
+    if args.output_dir is not None:
+        run["output_dir"] = str(args.output_dir.resolve())
+    if run:
+        config = config.updated(run=run)
+    model_dir = pretrain(config)
+    logger.info("pretrained model written to %s", model_dir)
+    print(model_dir)
+    return 0
+
+
+def _run_preprocess(args: argparse.Namespace) -> int:
+    from xtrimogene_sc.pretrain._preprocess import preprocess_h5ad
+
+    inputs: list[Path] = []
+    for path in args.inputs:  # directories contribute their .h5ad files, sorted
+        inputs += sorted(path.glob("*.h5ad")) if path.is_dir() else [path]
+    try:
+        out = preprocess_h5ad(
+            inputs,
+            args.output_dir,
+            min_genes=args.min_genes,
+            layer=args.layer,
+            gene_symbols_key=args.gene_symbols_key,
+            cells_per_shard=args.cells_per_shard,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"xtrimogene-sc preprocess: {err}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
