@@ -26,7 +26,9 @@ def test_pbmc_pretraining_lowers_masked_mse_and_recovers_cell_types(slow_full):
         max_epochs=10 if slow_full else 6, batch_size=32, lr=1e-3, enable_progress_bar=False
     )
     mse_end = model.get_reconstruction_error()
-    assert mse_end < 0.25 * mse_start  # measured 2.45 -> 0.19 (10 epochs, masked decoder)
+    # measured 2.84 -> 0.197 in 6 epochs; predicting each gene's mean scores 0.40
+    assert mse_end < 0.25 * mse_start
+    assert mse_end < 0.35
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -38,6 +40,8 @@ def test_pbmc_pretraining_lowers_masked_mse_and_recovers_cell_types(slow_full):
     nmi = normalized_mutual_info_score(labels, adata.obs["leiden"])
     shuffled = np.random.default_rng(0).permutation(labels.to_numpy())
     nmi_chance = normalized_mutual_info_score(shuffled, adata.obs["leiden"])
-    # chance: ARI ~ 0 and the NMI of shuffled labels; demand a clear margin over both
-    assert ari > 0.10
-    assert nmi > nmi_chance + 0.10
+    # Chance is ARI ~ 0 and the NMI of shuffled labels. Measured with 6 epochs: ARI 0.14,
+    # NMI 0.31 (PCA on log-normalised counts: ARI 0.50, NMI 0.64 -- a tiny model trained on
+    # 700 cells does not beat PCA). Demand a clear margin over chance.
+    assert ari > 0.08
+    assert nmi > nmi_chance + 0.15
