@@ -14,7 +14,12 @@ from safetensors.torch import load_file
 
 import xtrimogene_sc as xtg
 from xtrimogene_sc.datasets import synthetic_counts
-from xtrimogene_sc.pretrain import PretrainConfig, find_resume_checkpoint, pretrain
+from xtrimogene_sc.pretrain import (
+    AtomicCheckpointIO,
+    PretrainConfig,
+    find_resume_checkpoint,
+    pretrain,
+)
 
 TINY_MODEL = {
     "preset": "tiny", "encoder_dim": 32, "encoder_heads": 2, "decoder_dim": 16,
@@ -233,3 +238,16 @@ def test_config_round_trip_json_and_relative_paths(tmp_path: Path) -> None:
     assert moved.run.output_dir == "/elsewhere"
     assert moved.model_config().encoder_depth == 2
     assert moved.model_config().decoder_mode == "masked"
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, target)
+    before = target.read_bytes()
+    broken = {"state_dict": {"w": torch.zeros(3)}, "bad": lambda: None}  # fails mid-write
+    with pytest.raises(Exception, match="(?i)pickle|lambda"):
+        io.save_checkpoint(broken, target)
+    assert target.read_bytes() == before  # the previous checkpoint survives intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left behind
+    assert torch.load(target, weights_only=True)["global_step"] == 1

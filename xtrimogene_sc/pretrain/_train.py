@@ -50,8 +50,8 @@ _MAX_PIECE = 65536
 class PretrainPlan(XTrimoGeneTrainingPlan):
     """Training plan for streaming pretraining: step-level loss, metadata in checkpoints.
 
-    ``train_loss`` is logged per optimiser step from rank 0's micro-batch (no cross-rank sync,
-    which would cost a collective per step).
+    ``train_loss`` is the masked-value MSE of rank 0's last micro-batch of each logged step (no
+    cross-rank sync, which would cost a collective per step).
     """
 
     def __init__(self, module: XTrimoGeneModule, *, meta: dict[str, Any], **kwargs: Any) -> None:
@@ -252,8 +252,9 @@ def pretrain(
         warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
         warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
         trainer.fit(plan, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    if trainer.is_global_zero:
-        export_pretrained(run.checkpoint_dir / LAST_CHECKPOINT, run.model_dir, config=model_config)
+    final = find_resume_checkpoint(run.checkpoint_dir)  # last.ckpt, written at the last step
+    if trainer.is_global_zero and final is not None:
+        export_pretrained(final, run.model_dir, config=model_config)
     trainer.strategy.barrier("export")
     return run.model_dir
 
