@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from xtrimogene_sc.data._vocab import GeneVocab
@@ -90,7 +91,11 @@ def load_directory(
     config = XTrimoGeneConfig.from_dict(meta.pop("config"))
     vocab = GeneVocab.from_tsv(source / VOCAB_FILE)
     check_vocab(vocab, GeneVocab.default(), source=str(source))
-    state_dict = load_file(str(source / WEIGHTS_FILE))
+    try:
+        state_dict = load_file(str(source / WEIGHTS_FILE))
+    except SafetensorError as err:
+        msg = f"{source / WEIGHTS_FILE} is not a valid safetensors file ({err}); nothing was loaded"
+        raise ValueError(msg) from err
     return config, state_dict, vocab, meta
 
 
