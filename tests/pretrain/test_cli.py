@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 import xtrimogene_sc as xtg
 from xtrimogene_sc.datasets import synthetic_counts
@@ -14,14 +13,6 @@ from xtrimogene_sc.pretrain import PretrainConfig, pretrain
 from xtrimogene_sc.pretrain._cli import add_subcommands
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pretrain_config.toml"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: intra-op threads only add overhead
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -22,15 +22,6 @@ from xtrimogene_sc.datasets import synthetic_counts
 from xtrimogene_sc.module import XTrimoGeneModule
 from xtrimogene_sc.pretrain import PretrainConfig, ReadDepthAugmentation
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: intra-op threads only add overhead
-    yield
-    torch.set_num_threads(threads)
-
-
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json, sys

@@ -15,14 +15,6 @@ from xtrimogene_sc.pretrain import ReadDepthAugmentation
 IDENTITY = np.arange(TOKENS.N_GENES)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: intra-op threads only add overhead
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def block() -> sp.csr_matrix:
     adata = synthetic_counts(n_obs=400, n_vars=400, density=0.2, seed=3)
