@@ -51,7 +51,7 @@ class XTrimoGene(BaseModelClass):
     preset
         Size preset: ``"tiny"``, ``"small"``, ``"base"``, ``"large"`` or ``"100m"`` (reference).
     config
-        A full :class:`~xtrimogene_sc.module.XTrimoGeneConfig`; overrides ``preset``.
+        A full :class:`~xtrimogene_sc.XTrimoGeneConfig`; overrides ``preset``.
     **config_overrides
         Any config field, e.g. ``decoder_mode="masked"``.
 

@@ -75,7 +75,7 @@ class XTrimoGeneConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> XTrimoGeneConfig:
-        """A named size (see :data:`PRESETS`) with optional overrides."""
+        """A named size (see :data:`~xtrimogene_sc.module.PRESETS`) with optional overrides."""
         if name not in PRESETS:
             msg = f"unknown preset {name!r}; choose one of {sorted(PRESETS)}"
             raise ValueError(msg)

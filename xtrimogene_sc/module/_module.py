@@ -55,7 +55,7 @@ class XTrimoGeneModule(nn.Module):
     Parameters
     ----------
     config
-        Hyper-parameters; see :class:`~xtrimogene_sc.module.XTrimoGeneConfig`.
+        Hyper-parameters; see :class:`~xtrimogene_sc.XTrimoGeneConfig`.
     """
 
     def __init__(self, config: XTrimoGeneConfig) -> None:

@@ -66,7 +66,7 @@ class XTrimoGeneTrainingPlan(pl.LightningModule):
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
     ) -> Any:
-        """Move a :class:`SparseCells` minibatch (Lightning does not know the type)."""
+        """Move a :class:`~xtrimogene_sc.module.SparseCells` minibatch (Lightning does not know the type)."""
         return batch.to(device) if isinstance(batch, SparseCells) else batch
 
     def training_step(self, batch: SparseCells, batch_idx: int) -> torch.Tensor:
