@@ -14,4 +14,13 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["GeneVocab", "XTrimoGene", "XTrimoGeneConfig", "__version__", "datasets", "pl", "pp", "tl"]
+__all__ = [
+    "GeneVocab",
+    "XTrimoGene",
+    "XTrimoGeneConfig",
+    "__version__",
+    "datasets",
+    "pl",
+    "pp",
+    "tl",
+]

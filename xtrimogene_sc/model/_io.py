@@ -94,7 +94,9 @@ def load_directory(
     try:
         state_dict = load_file(str(source / WEIGHTS_FILE))
     except SafetensorError as err:
-        msg = f"{source / WEIGHTS_FILE} is not a valid safetensors file ({err}); nothing was loaded"
+        msg = (
+            f"{source / WEIGHTS_FILE} is not a valid safetensors file ({err}); nothing was loaded"
+        )
         raise ValueError(msg) from err
     return config, state_dict, vocab, meta
 
