@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from xtrimogene_sc.model._classifier import XTrimoGeneClassifier
 from xtrimogene_sc.model._model import XTrimoGene
+from xtrimogene_sc.model._query import QueryMappingMixin, load_query_data
 
-__all__ = ["XTrimoGene"]
+__all__ = ["QueryMappingMixin", "XTrimoGene", "XTrimoGeneClassifier", "load_query_data"]

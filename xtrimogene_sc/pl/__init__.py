@@ -1,3 +1,5 @@
 from __future__ import annotations
 
-__all__: list[str] = []
+from xtrimogene_sc.pl._plots import confusion_matrix, training_curves, umap_annotation
+
+__all__ = ["confusion_matrix", "training_curves", "umap_annotation"]

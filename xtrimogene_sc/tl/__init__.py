@@ -1,5 +1,13 @@
 from __future__ import annotations
 
+from xtrimogene_sc.tl._annotate import annotate, check_gene_overlap
 from xtrimogene_sc.tl._embed import embed
+from xtrimogene_sc.tl._probe import EmbeddingProbe, expected_calibration_error
 
-__all__ = ["embed"]
+__all__ = [
+    "EmbeddingProbe",
+    "annotate",
+    "check_gene_overlap",
+    "embed",
+    "expected_calibration_error",
+]

@@ -1,0 +1,229 @@
+"""Calibrated label-transfer probes on cell embeddings (kNN votes, logistic regression).
+
+Both probes return class probabilities calibrated by **temperature scaling** fitted on a held-out,
+stratified part of the reference: the probe is fitted on the rest, one temperature ``T`` is chosen
+to minimise the negative log-likelihood of the held-out labels, and the probe is then refitted on
+the whole reference with that ``T``. Why temperature scaling rather than isotonic or Platt
+calibration: it has a single parameter (robust with the few held-out cells of a rare cell type),
+it never changes which class wins (so accuracy is untouched and only confidences move), and it
+applies to the kNN probe and to the logistic probe alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+logger = logging.getLogger(__name__)
+
+ProbeMethod = Literal["knn", "logreg"]
+UNKNOWN = "Unknown"
+_KNN_SMOOTHING = 0.1  # pseudo-votes per class: no class gets probability exactly 0
+_MIN_CALIBRATION_CELLS = 10
+_LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))
+
+
+class EmbeddingProbe:
+    """Classifier on cell embeddings with temperature-calibrated probabilities.
+
+    Parameters
+    ----------
+    method
+        ``"knn"``: distance-weighted votes of the ``n_neighbors`` nearest reference cells
+        (Gaussian weights with a per-cell bandwidth equal to the distance of the farthest
+        neighbour), in standardised embedding space. ``"logreg"``: multinomial L2 logistic
+        regression on standardised embeddings.
+    n_neighbors
+        Neighbours for ``"knn"``.
+    C
+        Inverse regularisation strength for ``"logreg"``.
+    calibrate
+        Fit a temperature on a held-out part of the reference (else ``T = 1``).
+    calibration_fraction
+        Share of each class held out for the temperature fit (classes of one cell are never held
+        out).
+    seed
+        Seed of the calibration split.
+    """
+
+    def __init__(
+        self,
+        method: ProbeMethod = "knn",
+        *,
+        n_neighbors: int = 15,
+        C: float = 1.0,
+        calibrate: bool = True,
+        calibration_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        if method not in ("knn", "logreg"):
+            msg = f"method must be 'knn' or 'logreg', got {method!r}"
+            raise ValueError(msg)
+        if n_neighbors < 1:
+            msg = f"n_neighbors must be >= 1, got {n_neighbors}"
+            raise ValueError(msg)
+        self.method = method
+        self.n_neighbors = n_neighbors
+        self.C = C
+        self.calibrate = calibrate
+        self.calibration_fraction = calibration_fraction
+        self.seed = seed
+        self.temperature_ = 1.0
+        self.calibrated_ = False
+
+    def fit(self, X: np.ndarray, labels: np.ndarray) -> EmbeddingProbe:
+        """Fit on reference embeddings ``X`` (cells x d) and their string labels."""
+        labels = np.asarray(labels).astype(str)
+        self.classes_, y = np.unique(labels, return_inverse=True)
+        if self.calibrate:
+            fit_idx, cal_idx = calibration_split(y, self.calibration_fraction, seed=self.seed)
+            if len(cal_idx) >= _MIN_CALIBRATION_CELLS and len(np.unique(y[fit_idx])) >= 2:
+                self._fit(X[fit_idx], y[fit_idx])
+                self.temperature_ = fit_temperature(self._logits(X[cal_idx]), y[cal_idx])
+                self.calibrated_ = True
+            else:
+                logger.info("too few reference cells to hold out for calibration; T = 1")
+        self._fit(X, y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities ``(n_cells, n_classes)`` in the order of ``classes_``."""
+        return softmax(self._logits(X) / self.temperature_, axis=1)
+
+    # ------------------------------------------------------------------ internals
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.preprocessing import StandardScaler
+
+        self._n_classes = len(self.classes_)
+        self._scaler = StandardScaler().fit(X)
+        Z = self._scaler.transform(X)
+        if self.method == "knn":
+            from sklearn.neighbors import NearestNeighbors
+
+            self._k = min(self.n_neighbors, len(Z))
+            self._index = NearestNeighbors(n_neighbors=self._k).fit(Z)
+            self._y = y
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            self._present = np.unique(y)
+            self._logreg = LogisticRegression(C=self.C, max_iter=2000).fit(Z, y)
+
+    def _logits(self, X: np.ndarray) -> np.ndarray:
+        """Uncalibrated log-probabilities ``(n_cells, n_classes)``."""
+        Z = self._scaler.transform(X)
+        if self.method == "knn":
+            return np.log(self._vote_shares(Z))
+        logits = np.full((len(Z), self._n_classes), -1e4)
+        scores = self._logreg.decision_function(Z)
+        if scores.ndim == 1:  # two classes: sklearn returns the logit of the second
+            scores = np.stack([np.zeros_like(scores), scores], axis=1)
+        logits[:, self._present] = scores
+        return logits
+
+    def _vote_shares(self, Z: np.ndarray) -> np.ndarray:
+        distances, neighbours = self._index.kneighbors(Z)
+        bandwidth = np.maximum(distances[:, -1:], 1e-12)
+        weights = np.exp(-((distances / bandwidth) ** 2))
+        votes = np.zeros((len(Z), self._n_classes))
+        np.add.at(votes, (np.arange(len(Z))[:, None], self._y[neighbours]), weights)
+        votes /= votes.sum(axis=1, keepdims=True)
+        smoothing = _KNN_SMOOTHING / self._k
+        return (votes + smoothing) / (1.0 + smoothing * self._n_classes)
+
+
+def calibration_split(
+    y: np.ndarray, fraction: float, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (fit, held-out) indices; every class keeps at least one cell in the fit part."""
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_out = min(len(members) - 1, int(round(fraction * len(members))))
+        held_out.append(members[:n_out])
+    cal = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=np.int64)
+    fit = np.setdiff1d(np.arange(len(y)), cal)
+    return fit, cal
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimising the mean negative log-likelihood of ``y`` under ``logits / T``."""
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logits / np.exp(log_t), axis=1)[rows, y].mean())
+
+    result = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded")
+    return float(np.exp(result.x))
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, y_true: np.ndarray, *, n_bins: int = 15
+) -> float:
+    """Top-label ECE: confidence-vs-accuracy gap averaged over equal-width confidence bins.
+
+    Parameters
+    ----------
+    probabilities
+        ``(n_cells, n_classes)`` predicted probabilities.
+    y_true
+        Integer index of the true class of every cell (``-1`` for a class the model does not
+        know: always counted as wrong).
+    n_bins
+        Number of confidence bins on ``[0, 1]``.
+    """
+    probabilities = np.asarray(probabilities)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        in_bin = bins == b
+        ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def usable_labels(
+    obs: pd.DataFrame, labels_key: str, *, min_cells: int = 2, stacklevel: int = 3
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Cells with a usable label: mask, their labels, and the labels dropped as too rare.
+
+    Missing (NaN) and ``"Unknown"`` labels are ignored and labels with fewer than ``min_cells``
+    cells dropped, each with a warning; fewer than two remaining labels is a ``ValueError``.
+    """
+    if labels_key not in obs:
+        msg = f"labels_key={labels_key!r} is not an obs column (columns: {list(obs.columns)})"
+        raise ValueError(msg)
+    raw = obs[labels_key]
+    unlabelled = raw.isna().to_numpy() | (raw.astype(str).to_numpy() == UNKNOWN)
+    if unlabelled.any():
+        msg = (
+            f"{int(unlabelled.sum())} cells have no label (NaN or {UNKNOWN!r}) in "
+            f"obs[{labels_key!r}]; they are ignored"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=stacklevel)
+    labels = raw.astype(str).to_numpy()
+    counts = pd.Series(labels[~unlabelled]).value_counts()
+    rare = sorted(counts.index[counts < min_cells])
+    if rare:
+        msg = (
+            f"labels with fewer than {min_cells} cells are dropped: "
+            + ", ".join(f"{label!r} ({counts[label]} cells)" for label in rare)
+            + "; add cells of these types or lower min_cells_per_label"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=stacklevel)
+    keep = ~unlabelled & ~np.isin(labels, rare)
+    if len(np.unique(labels[keep])) < 2:
+        msg = (
+            f"need at least two labels with >= {min_cells} cells each in obs[{labels_key!r}]; "
+            f"found {counts.to_dict()}"
+        )
+        raise ValueError(msg)
+    return keep, labels[keep], [str(label) for label in rare]
