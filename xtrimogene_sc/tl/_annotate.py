@@ -215,8 +215,22 @@ def check_gene_overlap(
 ) -> float:
     """Share of the query's vocabulary genes that the reference also measures.
 
-    Raises a ``ValueError`` below ``min_overlap`` and warns when the reference has many genes the
-    query lacks (the query's embeddings then see fewer genes than the reference's).
+    Parameters
+    ----------
+    adata
+        The query.
+    reference
+        The labelled reference.
+    min_overlap
+        Raise a ``ValueError`` below this share. A warning is issued when, conversely, the query
+        measures less than this share of the reference's genes (the query's embeddings then see
+        fewer genes than the reference's).
+    gene_symbols_key
+        ``var`` column with gene symbols in both data sets (default: ``var_names``).
+
+    Returns
+    -------
+    The share, between 0 and 1.
     """
     from xtrimogene_sc.data import GeneVocab
 
