@@ -94,6 +94,10 @@ def test_annotate_input_errors():
         xtg.tl.annotate(query, reference=reference, labels_key="nope", use_rep="X_emb")
     with pytest.raises(ValueError, match="pass model="):
         xtg.tl.annotate(query, reference=reference, labels_key="cell_type")
+    wide = query.copy()
+    wide.obsm["X_emb"] = np.hstack([wide.obsm["X_emb"], wide.obsm["X_emb"]])
+    with pytest.raises(ValueError, match="3 dimensions in the reference but 6 in the query"):
+        xtg.tl.annotate(wide, reference=reference, labels_key="cell_type", use_rep="X_emb")
     query.obsm["X_emb"][0, 0] = np.nan
     with pytest.raises(ValueError, match="query contains NaN"):
         xtg.tl.annotate(query, reference=reference, labels_key="cell_type", use_rep="X_emb")

@@ -123,7 +123,11 @@ def annotate(
     from xtrimogene_sc.model._classifier import XTrimoGeneClassifier
 
     if isinstance(model, XTrimoGeneClassifier):
-        probabilities = model.predict_proba(adata, batch_size=batch_size, **embed_kwargs)
+        try:
+            probabilities = model.predict_proba(adata, batch_size=batch_size, **embed_kwargs)
+        except ValueError as err:
+            msg = f"cannot classify the query AnnData: {err}"
+            raise ValueError(msg) from err
         classes = np.asarray(model.classes_)
         params: dict[str, Any] = {"method": "classifier", "temperature": model.temperature_}
     else:
@@ -168,7 +172,17 @@ def _embeddings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reference and query embeddings, from ``obsm[use_rep]`` or from the model."""
     if use_rep is not None:
-        return _from_obsm(reference, use_rep, "reference"), _from_obsm(adata, use_rep, "query")
+        ref_emb, query_emb = (
+            _from_obsm(reference, use_rep, "reference"),
+            _from_obsm(adata, use_rep, "query"),
+        )
+        if ref_emb.shape[1] != query_emb.shape[1]:
+            msg = (
+                f"obsm[{use_rep!r}] has {ref_emb.shape[1]} dimensions in the reference but "
+                f"{query_emb.shape[1]} in the query; embed both with the same model and pooling"
+            )
+            raise ValueError(msg)
+        return ref_emb, query_emb
     if model is None:
         msg = (
             "pass model= (a trained XTrimoGene) or use_rep= naming an obsm key present in both "
