@@ -81,3 +81,12 @@ def test_query_from_directory_and_bad_policy(trained_tiny_model, tmp_path):
         assert torch.equal(value, reference_state[name])
     with pytest.raises(ValueError, match="freeze must be"):
         load_query_data(_query(60), trained_tiny_model, freeze="everything")
+
+
+def test_query_that_is_a_copy_of_registered_data_is_set_up_anew(trained_tiny_model):
+    copied = trained_tiny_model.adata[:50].copy()  # carries the original's registration id
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapped = load_query_data(copied, trained_tiny_model)
+        assert mapped.get_latent_representation(progress=False).shape[0] == 50
+    assert mapped.adata is copied

@@ -141,9 +141,16 @@ def _setup_query(
     batch_key: str | None,
     labels_key: str | None,
 ) -> None:
-    """Register the query with the reference's count layer, symbols and overlap settings."""
-    if adata.uns.get("_scvi_uuid"):
-        return
+    """Register the query with the reference's count layer, symbols and overlap settings.
+
+    A query that is already set up is left alone; a copy of a set-up AnnData (which carries the
+    original's registration id) is set up anew.
+    """
+    try:
+        if cls._get_most_recent_anndata_manager(adata) is not None:
+            return
+    except ValueError:  # a copy of another registered AnnData
+        pass
     kwargs = {k: reference_setup[k] for k in _MAPPED_SETUP_ARGS if k in reference_setup}
     cls.setup_anndata(adata, batch_key=batch_key, labels_key=labels_key, **kwargs)
 
