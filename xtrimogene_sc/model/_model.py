@@ -23,6 +23,7 @@ from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
 from xtrimogene_sc.model import _gene_embeddings
 from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
+from xtrimogene_sc.model._query import QueryMappingMixin
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
 from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 _NO_ADATA_REGISTRY = {"field_registries": {}, "setup_args": {}}
 
 
-class XTrimoGene(BaseModelClass):
+class XTrimoGene(QueryMappingMixin, BaseModelClass):
     """xTrimoGene / scFoundation asymmetric masked autoencoder for scRNA-seq counts.
 
     The encoder (exact attention) sees only a cell's expressed genes plus two read-depth tokens;
