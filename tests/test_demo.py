@@ -1,0 +1,33 @@
+"""The README's first command: ``xtrimogene-sc demo`` (bounded to 1 epoch here)."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import pytest
+
+from xtrimogene_sc.cli import main
+
+
+@pytest.mark.slow
+def test_demo_writes_h5ad_umap_model_and_metrics(tmp_path, slow_full, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "10" if slow_full else "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["masked_mse_after"] < metrics["masked_mse_before"]
+    assert 0.0 <= metrics["label_transfer_accuracy_on_held_out_half"] <= 1.0
+    adata = ad.read_h5ad(out / "pbmc_xtg.h5ad")
+    assert adata.obsm["X_xtg"].shape[0] == 700
+    assert {"xtg_leiden", "xtg_label", "xtg_label_confidence"} <= set(adata.obs)
+    assert "X_umap" in adata.obsm
+    assert (out / "umap.png").stat().st_size > 10_000
+    assert (out / "model" / "model.safetensors").exists()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert all(cmd in text for cmd in ("demo", "pretrain", "preprocess"))
