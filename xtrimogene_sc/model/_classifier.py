@@ -338,11 +338,14 @@ class ClassifierModule(nn.Module):
             backbone.encoder_norm.requires_grad_(True)
 
     def train(self, mode: bool = True) -> ClassifierModule:
-        """Frozen layers always run in eval mode (no dropout); trainable ones follow ``mode``."""
+        """Only the head follows ``mode``; the encoder always runs without dropout.
+
+        Dropout in the encoder would change the variance of the pooled features between training
+        and evaluation, after the head's BatchNorm has learnt their training-time statistics; on
+        PBMCs the head then predicted a single class at evaluation for many epochs.
+        """
         super().train(mode)
         self.backbone.eval()
-        for i in self.trainable_blocks:
-            self.backbone.encoder_blocks[i].train(mode)
         return self
 
     def forward(self, cells: SparseCells) -> torch.Tensor:
