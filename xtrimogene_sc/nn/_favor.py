@@ -61,12 +61,14 @@ def softmax_features(
     x = x.float() * d**-0.25
     projected = torch.einsum("bhld,md->bhlm", x, projection.float())
     half_sq_norm = x.pow(2).sum(-1, keepdim=True) / 2
+    # The stabiliser only keeps exp() in range; it is a constant of the kernel, not a function
+    # to differentiate (a gradient through amax biases the updates and slows the backward pass).
     if is_query:
-        stabiliser = projected.amax(dim=-1, keepdim=True)
+        stabiliser = projected.detach().amax(dim=-1, keepdim=True)
     else:
-        masked = projected
+        masked = projected.detach()
         if valid is not None:
-            masked = projected.masked_fill(~valid[:, None, :, None], float("-inf"))
+            masked = masked.masked_fill(~valid[:, None, :, None], float("-inf"))
         stabiliser = masked.amax(dim=(-1, -2), keepdim=True)
     features = (torch.exp(projected - half_sq_norm - stabiliser) + eps) / math.sqrt(
         projection.shape[0]
