@@ -16,6 +16,7 @@ from torch import nn
 
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.module import PretrainOutput, SparseCells, XTrimoGeneConfig
+from xtrimogene_sc.module._module import _init_weights  # same initialisation as the model
 from xtrimogene_sc.nn import AutoDiscretizationEmbedding, EncoderBlock, sample_masks
 
 
@@ -186,16 +187,3 @@ class DenseTransformerBaseline(nn.Module):
         """Cell embeddings ``(B, D)``: mean of the final hidden states over the gene positions."""
         hidden = self._encode(self.densify(cells), None)
         return hidden[:, : self.n_genes].mean(dim=1)
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Xavier-uniform linear layers, N(0, 0.02) embeddings, unit LayerNorms."""
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
