@@ -92,6 +92,8 @@ _SHARED_SECONDS: dict[str, float] = {}  # time of the shared training steps, rep
 
 
 def _pretrained(train: ad.AnnData, args: argparse.Namespace) -> xtg.XTrimoGene:
+    if "xtg" not in _CACHE and args.pretrained is not None:
+        _CACHE["xtg"] = xtg.XTrimoGene.load(args.pretrained)
     if "xtg" not in _CACHE:
         data = train.copy()
         xtg.XTrimoGene.setup_anndata(data)
@@ -288,8 +290,13 @@ def settings_text(args: argparse.Namespace, total_seconds: float) -> str:
         f"Run {dt.date.today().isoformat()} with `python benchmarks/bench_annotation.py"
         f"{' --quick' if args.quick else ''}` on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, CPU only; total {total_seconds / 60:.1f} min. "
-        f"xTrimoGene: preset `{args.preset}`, masked decoder, pretrained {args.pretrain_epochs} "
-        f"epochs per seed on the training split only; fine-tuning at most {args.finetune_epochs} "
+        + (
+            f"xTrimoGene: weights from `{args.pretrained}` (not pretrained per split); "
+            if args.pretrained is not None
+            else f"xTrimoGene: preset `{args.preset}`, masked decoder, pretrained "
+            f"{args.pretrain_epochs} epochs per seed on the training split only; "
+        )
+        + f"fine-tuning at most {args.finetune_epochs} "
         f"epochs (early stopping on a validation tenth of the training split). scVI "
         f"{args.scvi_epochs} epochs, scANVI {args.scanvi_epochs} more; xtrimogene_sc "
         f"{xtg.__version__}."
@@ -316,6 +323,9 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="a saved XTrimoGene directory used for every split instead of "
+                        "pretraining on the training split")  # fmt: skip
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=20)
     parser.add_argument("--scvi-epochs", type=int, default=200)

@@ -46,6 +46,15 @@ def test_umap_annotation_two_panels(annotated):
     assert "xtg_label" in titles
     assert "xtg_label_confidence" in titles
     assert len([t for t in titles if t]) == 2  # plus the colorbar of the confidence panel
+    colors = dict(
+        zip(
+            annotated.obs["xtg_label"].cat.categories,
+            annotated.uns["xtg_label_colors"],
+            strict=True,
+        )
+    )
+    assert colors["Unknown"] == "#d3d3d3"
+    assert len(set(colors.values())) == len(colors)
 
 
 def test_umap_annotation_needs_umap(annotated):

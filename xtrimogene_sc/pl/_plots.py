@@ -8,11 +8,14 @@ import numpy as np
 import pandas as pd
 
 from xtrimogene_sc._constants import DEFAULT_KEYS
+from xtrimogene_sc.tl._probe import UNKNOWN
 
 if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+_UNKNOWN_COLOR = "#d3d3d3"
 
 
 def umap_annotation(
@@ -55,6 +58,8 @@ def umap_annotation(
         msg = f"obs columns {missing} are missing; run xtg.tl.annotate(..., key_added={key!r})"
         raise ValueError(msg)
     kwargs.setdefault("color_map", "viridis")
+    kwargs.setdefault("wspace", 0.75)  # room for the long legends of cell-type names
+    _grey_unknown(adata, key)
     fig = sc.pl.umap(
         adata, color=[key, confidence], vmin=0.0, vmax=1.0, show=False, return_fig=True, **kwargs
     )
@@ -62,6 +67,24 @@ def umap_annotation(
         plt.show()
         return None
     return fig
+
+
+def _grey_unknown(adata: AnnData, key: str) -> None:
+    """Store label colours with ``"Unknown"`` in grey (scanpy reads ``uns[f"{key}_colors"]``)."""
+    from scanpy.plotting import palettes
+
+    labels = adata.obs[key]
+    if not isinstance(labels.dtype, pd.CategoricalDtype) or UNKNOWN not in labels.cat.categories:
+        return
+    categories = list(labels.cat.categories)
+    stored = adata.uns.get(f"{key}_colors")
+    if stored is not None and len(stored) == len(categories):
+        return
+    palette = palettes.default_20 if len(categories) <= 20 else palettes.default_102
+    colors = iter(palette)
+    adata.uns[f"{key}_colors"] = [
+        _UNKNOWN_COLOR if c == UNKNOWN else next(colors) for c in categories
+    ]
 
 
 def confusion_matrix(
@@ -99,7 +122,7 @@ def confusion_matrix(
     table = confusion_table(adata, true_key=true_key, pred_key=pred_key, normalize=normalize)
     if ax is None:
         size = 0.45 * max(table.shape) + 2.5
-        _, ax = plt.subplots(figsize=(size + 1.5, size))
+        _, ax = plt.subplots(figsize=(size + 1.5, size), layout="constrained")
     image = ax.imshow(table.to_numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
     ax.figure.colorbar(image, ax=ax, label="fraction of known label" if normalize else "cells")
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=90)
@@ -165,7 +188,7 @@ def training_curves(
 
     curves = _loss_curves(model_or_history)
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
+        _, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     for name, values in curves.items():
         ax.plot(np.arange(len(values)), values, marker="o", markersize=3, label=name)
     ax.set_xlabel("epoch")
