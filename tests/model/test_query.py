@@ -90,3 +90,11 @@ def test_query_that_is_a_copy_of_registered_data_is_set_up_anew(trained_tiny_mod
         mapped = load_query_data(copied, trained_tiny_model)
         assert mapped.get_latent_representation(progress=False).shape[0] == 50
     assert mapped.adata is copied
+
+
+def test_training_a_fully_frozen_query_model_says_why(trained_tiny_model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mapped = load_query_data(_query(60), trained_tiny_model)
+    with pytest.raises(ValueError, match="frozen"):
+        mapped.train(max_epochs=1)

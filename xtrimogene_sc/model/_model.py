@@ -227,6 +227,12 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         if self.adata is None:
             msg = "train() needs a model built on an AnnData registered with setup_anndata"
             raise ValueError(msg)
+        if not any(p.requires_grad for p in self.module.parameters()):
+            msg = (
+                "every weight is frozen (load_query_data(freeze='all')): nothing to train; embed "
+                "the query directly, or map it with freeze='layer_norm' to adapt the LayerNorms"
+            )
+            raise ValueError(msg)
         X, var_to_position = self._resolve(None, None, None)
         n_obs = X.shape[0]
         max_epochs = max_epochs or max(1, min(50, round(20_000 / n_obs)))
