@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,39 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_efficiency.py"
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+@pytest.fixture(scope="module")
+def bench(load_script):
+    return load_script("_bench_efficiency", SCRIPT)
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return _load("_bench_efficiency", SCRIPT)
-
-
-@pytest.fixture(scope="module")
-def quick_stdout() -> str:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+def quick_stdout(run_quick) -> str:
+    return run_quick(SCRIPT)
 
 
 def _rows(stdout: str, title: str) -> list[dict[str, str]]:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,35 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_asymmetric_vs_dense.py"
 
 
-def _load_bench():
-    name = "_bench_asymmetric_vs_dense"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[str, str]]]:
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory, run_quick
+) -> tuple[str, list[dict[str, str]]]:
     csv_path = tmp_path_factory.mktemp("bench") / "quick.csv"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--csv", str(csv_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    stdout = run_quick(SCRIPT, "--csv", str(csv_path))
     with open(csv_path, newline="") as handle:
-        return proc.stdout, list(csv.DictReader(handle))
+        return stdout, list(csv.DictReader(handle))
 
 
 def test_quick_run_prints_a_ratio_table(quick_run: tuple[str, list[dict[str, str]]]) -> None:
@@ -97,8 +72,8 @@ def test_dense_baseline_does_at_least_the_work_of_the_asymmetric_model(
         )
 
 
-def test_analytic_flops_at_full_vocabulary_and_ten_percent_density() -> None:
-    bench = _load_bench()
+def test_analytic_flops_at_full_vocabulary_and_ten_percent_density(load_script) -> None:
+    bench = load_script("_bench_asymmetric_vs_dense", SCRIPT)
     config = XTrimoGeneConfig.preset("small")
     genes = 19264
     nnz = 0.1 * genes
@@ -117,8 +92,8 @@ def test_analytic_flops_at_full_vocabulary_and_ten_percent_density() -> None:
     assert bench._exact_layer(n, dim, 4) == 24 * n * dim**2 + 4 * n**2 * dim
 
 
-def test_dense_baseline_interface() -> None:
-    bench = _load_bench()
+def test_dense_baseline_interface(load_script) -> None:
+    bench = load_script("_bench_asymmetric_vs_dense", SCRIPT)
     config = XTrimoGeneConfig.preset("tiny", encoder_dropout=0.0)
     n_genes = 300
     positions = np.random.default_rng(0).permutation(19264)[:n_genes]
