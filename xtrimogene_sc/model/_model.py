@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -154,7 +154,12 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         )
 
     def _resolve(
-        self, adata: AnnData | None, layer: str | None, gene_symbols_key: str | None
+        self,
+        adata: AnnData | None,
+        layer: str | None,
+        gene_symbols_key: str | None,
+        *,
+        require_integer: bool = True,
     ) -> tuple[Any, np.ndarray]:
         """Count matrix and column -> vocabulary map of ``adata`` (default: the registered one)."""
         if adata is None:
@@ -171,7 +176,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
                 gene_symbols_key = manager.registry["setup_args"].get("gene_symbols_key")
             alignment = self._align(adata, gene_symbols_key)
         X = adata.X if layer is None else adata.layers[layer]
-        check_counts(X, alignment=alignment, layer=layer)
+        check_counts(X, alignment=alignment, layer=layer, require_integer=require_integer)
         return X, alignment.var_to_position
 
     @property
@@ -280,6 +285,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         gene_symbols_key: str | None = None,
         t_mode: TargetDepthMode = "fold",
         t_value: float = 1.0,
+        input_type: InputType = "counts",
         progress: bool = True,
     ) -> np.ndarray:
         """Cell embeddings from the encoder.
@@ -298,6 +304,11 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         t_mode, t_value
             Target depth T: ``"fold"`` (T = log10(N * t_value); default T = S), ``"absolute"``
             (T = t_value, e.g. 4 for 10,000 counts) or ``"add_log10"`` (T = S + t_value).
+        input_type
+            ``"counts"`` (single cells, raw integer counts) or ``"bulk"``: bulk profiles in any
+            non-negative unit (counts, TPM, FPKM) embedded with the scFoundation bulk recipe,
+            values ``ln(1 + 1e4 x / N)`` and T = S = log10 N, with N the total over vocabulary
+            genes. ``"bulk"`` fixes T, so ``t_mode``/``t_value`` must keep their defaults.
         progress
             Show a progress bar.
 
@@ -305,9 +316,11 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         -------
         ``(n_obs, d)`` float32 array in the order of ``adata.obs``.
         """
-        X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
+        depth = _depth_for_input(input_type, t_mode, t_value)
+        X, var_to_position = self._resolve(
+            adata, layer, gene_symbols_key, require_integer=input_type == "counts"
+        )
         self.module.eval()
-        depth = DepthSpec(t_mode, t_value)
         out: np.ndarray | None = None
         for rows, cells in iter_batches(
             X, var_to_position, batch_size=batch_size, depth=depth, progress=progress
@@ -453,6 +466,23 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         return model
 
     from_pretrained = load
+
+
+InputType = Literal["counts", "bulk"]
+
+
+def _depth_for_input(input_type: str, t_mode: str, t_value: float) -> DepthSpec:
+    """Target-depth rule for an input type; bulk profiles use T = S (scFoundation recipe)."""
+    if input_type not in ("counts", "bulk"):
+        msg = f"input_type must be 'counts' or 'bulk', got {input_type!r}"
+        raise ValueError(msg)
+    if input_type == "bulk" and (t_mode, t_value) != ("fold", 1.0):
+        msg = (
+            "input_type='bulk' embeds with T = S = log10 of the total (the scFoundation bulk "
+            f"recipe); leave t_mode/t_value at their defaults (got {t_mode!r}, {t_value})"
+        )
+        raise ValueError(msg)
+    return DepthSpec(t_mode, t_value)
 
 
 _SETUP_ARG_NAMES = ("layer", "batch_key", "labels_key", "gene_symbols_key", "min_gene_overlap")
