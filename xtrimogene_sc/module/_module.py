@@ -25,7 +25,7 @@ from xtrimogene_sc.nn._blocks import DecoderBlock, EncoderBlock
 from xtrimogene_sc.nn._embedding import AutoDiscretizationEmbedding
 from xtrimogene_sc.nn._masking import pack_rows, sample_masks, sort_entries
 
-Pooling = Literal["concat", "max", "mean", "depth_tokens"]
+Pooling = Literal["concat", "max", "mean", "depth_tokens", "max_all_tokens"]
 
 
 @dataclass
@@ -130,9 +130,13 @@ class XTrimoGeneModule(nn.Module):
         """Cell embeddings from the encoder, pooled with explicit masks (batch-size independent).
 
         ``"concat"`` is the reference recipe ``[S, T, max, mean]`` (4 x De; ``[max, mean]`` without
-        depth tokens); ``"max"``/``"mean"`` pool over gene tokens; ``"depth_tokens"`` is ``[S, T]``.
+        depth tokens); ``"max"``/``"mean"`` pool over gene tokens; ``"depth_tokens"`` is ``[S, T]``;
+        ``"max_all_tokens"`` is the reference ``pool_type='max'``: a maximum over every encoder
+        token, T and S included (De wide).
         """
         out = self.encode(cells)
+        if pooling == "max_all_tokens":
+            return _masked_max(out.hidden, out.valid)
         gene_tokens = out.valid & (out.positions < TOKENS.N_GENES)
         pieces: list[torch.Tensor] = []
         if pooling in ("concat", "depth_tokens"):
@@ -143,13 +147,15 @@ class XTrimoGeneModule(nn.Module):
             else:
                 pieces += [_token_at(out, TOKENS.S_POS), _token_at(out, TOKENS.T_POS)]
         if pooling in ("concat", "max"):
-            neg_inf = torch.finfo(out.hidden.dtype).min
-            pieces.append(out.hidden.masked_fill(~gene_tokens[..., None], neg_inf).amax(dim=1))
+            pieces.append(_masked_max(out.hidden, gene_tokens))
         if pooling in ("concat", "mean"):
             weights = gene_tokens[..., None].to(out.hidden.dtype)
             pieces.append((out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0))
         if not pieces:
-            msg = f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean' or 'depth_tokens'"
+            msg = (
+                f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean', 'depth_tokens' or "
+                "'max_all_tokens'"
+            )
             raise ValueError(msg)
         return torch.cat(pieces, dim=-1)
 
@@ -182,10 +188,37 @@ class XTrimoGeneModule(nn.Module):
         return z
 
     def decode_context(self, cells: SparseCells) -> torch.Tensor:
-        """Gene context embeddings ``(B, L, Dd)``: the decoder output with nothing masked."""
+        """Gene context embeddings ``(B, L, Dd)``: the decoder output with nothing masked.
+
+        As in the reference, the decoder's LayerNorm and then the model's final LayerNorm (the one
+        before the regression head) are applied.
+        """
         enc = self.encode(cells)
         empty = torch.empty(0, dtype=torch.long, device=enc.hidden.device)
-        return self._run_decoder(self._full_decoder_input(enc, empty, empty))
+        return self.head_norm(self._run_decoder(self._full_decoder_input(enc, empty, empty)))
+
+    def reconstruct(
+        self,
+        cells: SparseCells,
+        masked_rows: torch.Tensor | None = None,
+        masked_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted values at every decoder position ``(B, L)``, through the full decoder.
+
+        ``masked_rows``/``masked_pos`` (same length, sorted by row then position) name entries to
+        hide: an expressed gene among them is left out of the encoder, and every masked position
+        carries the mask embedding in the decoder. With nothing masked this is the reference
+        ``gene_expression`` output.
+        """
+        device = cells.pos.device
+        if masked_rows is None or masked_pos is None:
+            masked_rows = masked_pos = torch.empty(0, dtype=torch.long, device=device)
+        keys = cells.row_ids() * TOKENS.N_POSITIONS + cells.pos
+        hidden = torch.isin(keys, masked_rows * TOKENS.N_POSITIONS + masked_pos)
+        enc = self.encode(cells, keep=None if not bool(hidden.any()) else ~hidden)
+        return self._predict(
+            self._run_decoder(self._full_decoder_input(enc, masked_rows, masked_pos))
+        )
 
     # ------------------------------------------------------------------ pretraining
     def forward(
@@ -256,6 +289,12 @@ class XTrimoGeneModule(nn.Module):
         z, flag = packed[..., :-1], packed[..., -1] > 0.5
         prediction = self._predict(self._run_decoder(z, valid))  # (B, K')
         return prediction[flag]  # row-major order == (row, pos) sorted order of the masked entries
+
+
+def _masked_max(hidden: torch.Tensor, include: torch.Tensor) -> torch.Tensor:
+    """Maximum of ``hidden`` ``(B, K, D)`` over the tokens where ``include`` ``(B, K)`` is True."""
+    neg_inf = torch.finfo(hidden.dtype).min
+    return hidden.masked_fill(~include[..., None], neg_inf).amax(dim=1)
 
 
 def _token_at(out: EncoderOutput, position: int) -> torch.Tensor:

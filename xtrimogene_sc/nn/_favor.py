@@ -52,8 +52,10 @@ def softmax_features(
     projection
         ``(m, d)`` random feature matrix.
     is_query
-        Queries are stabilised per token; keys per (cell, head) over valid tokens only, so that the
-        result does not depend on padding or on the other cells of a batch.
+        Queries are stabilised per token. Keys are stabilised by one maximum per cell, over its
+        heads, valid positions and features: for a single cell this is exactly the reference
+        Performer (which subtracts one maximum over the whole key tensor), and unlike the
+        reference it does not depend on padding or on the other cells of a batch.
     valid
         Optional ``(B, L)`` bool, True for real (non-padding) tokens. Padding keys get zero features.
     """
@@ -69,7 +71,8 @@ def softmax_features(
         masked = projected.detach()
         if valid is not None:
             masked = masked.masked_fill(~valid[:, None, :, None], float("-inf"))
-        stabiliser = masked.amax(dim=(-1, -2), keepdim=True)
+        # a cell without any valid key (possible only in masked decoding) must not yield NaN
+        stabiliser = masked.amax(dim=(1, 2, 3), keepdim=True).nan_to_num(neginf=0.0)
     features = (torch.exp(projected - half_sq_norm - stabiliser) + eps) / math.sqrt(
         projection.shape[0]
     )
