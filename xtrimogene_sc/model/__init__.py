@@ -3,5 +3,12 @@ from __future__ import annotations
 from xtrimogene_sc.model._classifier import XTrimoGeneClassifier
 from xtrimogene_sc.model._model import XTrimoGene
 from xtrimogene_sc.model._query import QueryMappingMixin, load_query_data
+from xtrimogene_sc.model._scfoundation import CheckpointError
 
-__all__ = ["QueryMappingMixin", "XTrimoGene", "XTrimoGeneClassifier", "load_query_data"]
+__all__ = [
+    "CheckpointError",
+    "QueryMappingMixin",
+    "XTrimoGene",
+    "XTrimoGeneClassifier",
+    "load_query_data",
+]

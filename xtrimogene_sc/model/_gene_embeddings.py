@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ def run(
     reduce: str | None,
     out_file: str | Path | None,
     obs_names: list[str] | None,
+    precision: str | None = None,
 ) -> pd.DataFrame | np.ndarray | Path:
     """Run the decoder batch by batch and aggregate or write the selected gene rows."""
     if reduce not in ("mean", None):
@@ -63,7 +65,7 @@ def run(
     total = np.zeros((len(positions), dim), dtype=np.float64)
     with _Sink(out_file, n_obs, len(positions), dim, names, obs_names, reduce) as sink:
         for rows, cells in batches:
-            with torch.inference_mode(), model._autocast():
+            with torch.inference_mode(), model._precision(precision):
                 context = model.module.decode_context(cells.to(model.device))
             selected = context[:, index].float().cpu().numpy()  # (b, genes, d)
             if reduce == "mean":
@@ -91,7 +93,9 @@ class _Sink:
         if self.path is None:
             self.array = np.empty(self.shape, dtype=np.float32)
             return self
-        self.file = h5py.File(self.path, "w")
+        # written beside the target and moved into place on success: never a half-written file
+        self.partial = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        self.file = h5py.File(self.partial, "w")
         chunks = (1, self.shape[1], self.shape[2])
         self.array = self.file.create_dataset("gene_embeddings", self.shape, "f4", chunks=chunks)
         self.file["genes"] = np.asarray(self.names, dtype="S")
@@ -110,6 +114,11 @@ class _Sink:
     def result(self) -> np.ndarray | Path:
         return self.path if self.path is not None else self.array
 
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.file is None:
+            return
+        self.file.close()
+        if exc_type is None:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
