@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from xtrimogene_sc.tl._annotate import annotate, check_gene_overlap
 from xtrimogene_sc.tl._embed import embed
+from xtrimogene_sc.tl._embed_file import embed_h5ad
 from xtrimogene_sc.tl._probe import EmbeddingProbe, expected_calibration_error
 
 __all__ = [
@@ -9,5 +10,6 @@ __all__ = [
     "annotate",
     "check_gene_overlap",
     "embed",
+    "embed_h5ad",
     "expected_calibration_error",
 ]
