@@ -126,7 +126,7 @@ class FavorKernel(nn.Module):
         return orthogonal_gaussian_projection(self.nb_features, self.head_dim, generator=generator)
 
     def maybe_redraw(self) -> None:
-        """Advance the call counter in training mode and redraw features when due."""
+        """Count a training step (in training mode) and redraw the features when due."""
         if not self.training or self.redraw_interval <= 0:
             return
         if int(self.calls) > 0 and int(self.calls) % self.redraw_interval == 0:
@@ -141,8 +141,11 @@ class FavorKernel(nn.Module):
         v: torch.Tensor,
         valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Attend ``(B, H, L, d)`` queries to keys/values; ``valid`` marks real tokens."""
-        self.maybe_redraw()
+        """Attend ``(B, H, L, d)`` queries to keys/values; ``valid`` marks real tokens.
+
+        Redrawing is left to the owner (:meth:`maybe_redraw`, once per training step), so that a
+        forward pass recomputed by activation checkpointing uses the same features.
+        """
         q_feat = softmax_features(q, self.projection, is_query=True)
         k_feat = softmax_features(k, self.projection, is_query=False, valid=valid)
         return linear_attention(q_feat, k_feat, v)
