@@ -62,9 +62,9 @@ class MultiHeadAttention(nn.Module):
 def feed_forward(dim: int, mult: int, activation: Literal["relu", "gelu"], dropout: float):
     """Position-wise two-layer MLP."""
     act = nn.ReLU() if activation == "relu" else nn.GELU()
-    return nn.Sequential(
-        nn.Linear(dim, dim * mult), act, nn.Dropout(dropout), nn.Linear(dim * mult, dim)
-    )
+    # Identity keeps the layer indices (and so the saved weight names) of the dropout version
+    drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    return nn.Sequential(nn.Linear(dim, dim * mult), act, drop, nn.Linear(dim * mult, dim))
 
 
 class EncoderBlock(nn.Module):
