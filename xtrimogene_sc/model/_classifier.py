@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from xtrimogene_sc.data import GeneVocab, check_counts
+from xtrimogene_sc.data._checks import layer_matrix
 from xtrimogene_sc.data._loading import (
     CellBatchDataset,
     LengthBucketBatchSampler,
@@ -291,7 +292,7 @@ class XTrimoGeneClassifier:
 def _resolve(adata: AnnData, layer: str | None, gene_symbols_key: str | None) -> tuple[Any, Any]:
     """Counts and their column -> vocabulary map, with the package's count checks."""
     alignment = GeneVocab.default().align(adata, gene_symbols_key=gene_symbols_key)
-    X = adata.X if layer is None else adata.layers[layer]
+    X = layer_matrix(adata, layer)
     check_counts(X, alignment=alignment, layer=layer)
     return X, alignment.var_to_position
 

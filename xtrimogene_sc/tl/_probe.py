@@ -20,6 +20,8 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from xtrimogene_sc.data._labels import missing_label_masks
+
 logger = logging.getLogger(__name__)
 
 ProbeMethod = Literal["knn", "logreg"]
@@ -195,17 +197,21 @@ def usable_labels(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Cells with a usable label: mask, their labels, and the labels dropped as too rare.
 
-    Missing (NaN) and ``"Unknown"`` labels are ignored and labels with fewer than ``min_cells``
+    Missing labels (NaN, or text such as ``"nan"`` left by ``astype(str)``) and ``"Unknown"``
+    are ignored and labels with fewer than ``min_cells``
     cells dropped, each with a warning; fewer than two remaining labels is a ``ValueError``.
     """
     if labels_key not in obs:
         msg = f"labels_key={labels_key!r} is not an obs column (columns: {list(obs.columns)})"
         raise ValueError(msg)
     raw = obs[labels_key]
-    unlabelled = raw.isna().to_numpy() | (raw.astype(str).to_numpy() == UNKNOWN)
+    missing, as_text = missing_label_masks(raw)
+    unlabelled = missing | as_text | (raw.astype(str).to_numpy() == UNKNOWN)
     if unlabelled.any():
+        text = sorted({str(v) for v in raw[as_text]})
         msg = (
-            f"{int(unlabelled.sum())} cells have no label (NaN or {UNKNOWN!r}) in "
+            f"{int(unlabelled.sum())} cells have no label (NaN or {UNKNOWN!r}"
+            f"{f', or the text {text} of a missing value' if text else ''}) in "
             f"obs[{labels_key!r}]; they are ignored"
         )
         warnings.warn(msg, UserWarning, stacklevel=stacklevel)
