@@ -43,6 +43,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--gene-symbols-key", default=None, help="var column with gene symbols")
     q.add_argument("--cells-per-shard", type=int, default=100_000, help="cells per output shard")
     q.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    q.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable inputs (named in a warning) instead of refusing all")  # fmt: skip
     q.set_defaults(func=_run_preprocess)
 
 
@@ -83,6 +85,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
             gene_symbols_key=args.gene_symbols_key,
             cells_per_shard=args.cells_per_shard,
             progress=not args.no_progress,
+            skip_bad=args.skip_bad,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"xtrimogene-sc preprocess: {err}", file=sys.stderr)
