@@ -136,10 +136,12 @@ def _torch_load(path: Path, *, allow_pickle: bool) -> Any:
             f"Detail: {str(err).splitlines()[0]}"
         )
         raise CheckpointError(msg) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
+        # a file that is no checkpoint at all fails inside the unpickler (e.g. KeyError: 101)
+        detail = (str(err).splitlines() or [""])[0]
         msg = (
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-            f"{str(err).splitlines()[0]}"
+            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or another kind "
+            f"of file?): {type(err).__name__}: {detail}"
         )
         raise CheckpointError(msg) from err
 
