@@ -53,3 +53,19 @@ def test_pack_rows_pads_to_multiple_and_carries_vectors():
     assert packed.shape == (2, 4, 2)
     assert valid.sum() == 3
     assert packed[1, 1].tolist() == [4.0, 5.0]
+
+
+def test_cap_masks_a_random_surplus_only_in_rows_over_the_cap():
+    from xtrimogene_sc.nn._masking import cap_kept_entries
+
+    crow = torch.tensor([0, 10, 13, 30])  # rows of 10, 3 and 17 entries
+    masked = torch.zeros(30, dtype=torch.bool)
+    masked[[0, 1, 13, 14]] = True  # row 0 keeps 8, row 2 keeps 15
+    g = torch.Generator().manual_seed(0)
+    capped = cap_kept_entries(masked, crow, 5, generator=g)
+    kept = [int((~capped[a:b]).sum()) for a, b in ((0, 10), (10, 13), (13, 30))]
+    assert kept == [5, 3, 5]
+    assert capped[masked].all()  # what was masked stays masked
+    other = cap_kept_entries(masked, crow, 5, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(capped, other)  # the surplus is a random choice
+    assert cap_kept_entries(masked, crow, 20) is masked  # nothing over the cap: unchanged

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._classifier import XTrimoGeneClassifier
 from xtrimogene_sc.model._model import XTrimoGene
 from xtrimogene_sc.model._query import QueryMappingMixin, load_query_data
@@ -11,4 +12,5 @@ __all__ = [
     "XTrimoGene",
     "XTrimoGeneClassifier",
     "load_query_data",
+    "token_budget",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +21,7 @@ from xtrimogene_sc.data._labels import check_obs_key
 from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
 from xtrimogene_sc.model import _gene_embeddings
+from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
 from xtrimogene_sc.model._precision import Precision, inference_precision
@@ -203,6 +203,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         max_epochs: int | None = None,
         *,
         batch_size: int = 32,
+        max_tokens: int | Literal["auto"] | None = "auto",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_fraction: float = 0.1,
@@ -223,7 +224,12 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             Passes over the training cells, a positive integer; default (``None``) scales with
             data size (about 20,000 cells seen, at most 50 passes).
         batch_size
-            Cells per minibatch.
+            Largest number of cells in a minibatch.
+        max_tokens
+            Largest number of padded encoder tokens in a minibatch (cells x longest cell), which
+            is what activation memory grows with: long cells come in smaller batches. ``"auto"``
+            derives it from the device's memory (:func:`~xtrimogene_sc.model.token_budget`);
+            ``None`` batches by cells only.
         lr, weight_decay
             AdamW peak learning rate and weight decay.
         warmup_fraction
@@ -269,12 +275,16 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             warmup_fraction=warmup_fraction, train_size=train_size,
             gradient_clip_val=gradient_clip_val, num_workers=num_workers,
         )  # fmt: skip
+        if max_tokens == "auto":
+            device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+            max_tokens = token_budget(self.config, device, training=True)
         data = CellDataModule(
             X, var_to_position, batch_size=batch_size, train_size=train_size,
-            num_workers=num_workers,
+            num_workers=num_workers, max_tokens=max_tokens,
+            max_genes=self.config.max_encoder_genes, extra_tokens=self._extra_tokens,
         )  # fmt: skip
         check_training_cells(data.n_train, n_obs, train_size)
-        total_steps = max(1, math.ceil(data.n_train / batch_size) * max_epochs)
+        total_steps = max(1, data.n_train_batches * max_epochs)
         plan = XTrimoGeneTrainingPlan(
             self.module,
             lr=lr,
@@ -311,6 +321,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         *,
         pooling: Pooling = "concat",
         batch_size: int = 64,
+        max_tokens: int | Literal["auto"] | None = "auto",
         layer: str | None = None,
         gene_symbols_key: str | None = None,
         t_mode: TargetDepthMode = "fold",
@@ -331,7 +342,10 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             ``"max_all_tokens"`` (reference ``pool_type='max'``: a maximum over every encoder
             token, T and S included, so read depth enters it).
         batch_size
-            Cells per forward pass. Results do not depend on it.
+            Largest number of cells per forward pass. Results do not depend on it.
+        max_tokens
+            Largest number of padded tokens per forward pass (long cells go in smaller
+            batches); ``"auto"`` derives it from the device's memory. Results do not depend on it.
         layer, gene_symbols_key
             Where counts and symbols are, for an AnnData that was not set up.
         t_mode, t_value
@@ -359,8 +373,9 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         self.module.eval()
         out: np.ndarray | None = None
         for rows, cells in iter_batches(
-            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress
-        ):
+            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
+            max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
+        ):  # fmt: skip
             with self._precision(precision):
                 emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
             if out is None:
@@ -450,6 +465,15 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             total += float(out.loss) * out.n_masked
             count += out.n_masked
         return total / max(1, count)
+
+    @property
+    def _extra_tokens(self) -> int:
+        return 2 if self.config.use_depth_tokens else 0
+
+    def _inference_tokens(self, max_tokens: int | Literal["auto"] | None) -> int | None:
+        if max_tokens == "auto":
+            return token_budget(self.config, self.device, training=False)
+        return max_tokens
 
     def _precision(self, precision: Precision | None = None):
         """Context manager running inference at ``precision`` on this model's device."""

@@ -21,7 +21,22 @@ class XTrimoGeneConfig:
     ff_mult
         Feed-forward expansion factor of both stacks.
     encoder_dropout
-        Dropout in the encoder (PyTorch's ``TransformerEncoderLayer`` default, 0.1).
+        Dropout on the encoder's residual branches and feed-forward hidden layer (PyTorch's
+        ``TransformerEncoderLayer`` default, 0.1).
+    attention_dropout
+        Dropout on the encoder's attention weights. ``TransformerEncoderLayer`` applies
+        ``encoder_dropout`` there too; this package defaults to 0 because any attention dropout
+        makes CPU attention fall back to a kernel that materialises the ``K x K`` score matrix
+        (memory quadratic in the expressed genes, ~8x slower at 2,000 genes).
+    max_encoder_genes
+        Training cap on a cell's encoder input (the reference configuration's
+        ``mae_encoder_max_seq_len`` is 15,000). When more expressed genes survive masking, a
+        random subset beyond the cap is masked as well: those genes are predicted instead of
+        seen, so the cell still contributes every value to the loss. ``None`` disables the cap.
+        Inference never drops genes.
+    gradient_checkpointing
+        Recompute each encoder and decoder block's activations in the backward pass instead of
+        storing them: much less activation memory for about a third more compute.
     decoder_nb_features
         FAVOR+ random features per head; ``None`` means ``floor(d ln d)`` (266 for d = 64).
     feature_redraw_interval
@@ -48,6 +63,9 @@ class XTrimoGeneConfig:
     decoder_heads: int = 8
     ff_mult: int = 4
     encoder_dropout: float = 0.1
+    attention_dropout: float = 0.0
+    max_encoder_genes: int | None = 15_000
+    gradient_checkpointing: bool = False
     decoder_nb_features: int | None = None
     feature_redraw_interval: int = 1000
     decoder_mode: DecoderMode = "full"
@@ -64,11 +82,16 @@ class XTrimoGeneConfig:
             if dim <= 0 or heads <= 0 or dim % heads:
                 msg = f"{side}_dim={dim} must be a positive multiple of {side}_heads={heads}"
                 raise ValueError(msg)
-        for name in ("mask_ratio_nonzero", "mask_ratio_zero", "encoder_dropout"):
+        for name in (
+            "mask_ratio_nonzero", "mask_ratio_zero", "encoder_dropout", "attention_dropout"
+        ):  # fmt: skip
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 msg = f"{name}={value} must lie in [0, 1)"
                 raise ValueError(msg)
+        if self.max_encoder_genes is not None and self.max_encoder_genes < 1:
+            msg = f"max_encoder_genes must be a positive integer or None, got {self.max_encoder_genes}"
+            raise ValueError(msg)
         if self.decoder_mode not in ("full", "masked"):
             msg = f"decoder_mode must be 'full' or 'masked', got {self.decoder_mode!r}"
             raise ValueError(msg)

@@ -17,13 +17,14 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.nn._blocks import DecoderBlock, EncoderBlock
 from xtrimogene_sc.nn._embedding import AutoDiscretizationEmbedding
-from xtrimogene_sc.nn._masking import pack_rows, sample_masks, sort_entries
+from xtrimogene_sc.nn._masking import cap_kept_entries, pack_rows, sample_masks, sort_entries
 
 Pooling = Literal["concat", "max", "mean", "depth_tokens", "max_all_tokens"]
 
@@ -69,8 +70,12 @@ class XTrimoGeneModule(nn.Module):
         self.gene_embedding = nn.Embedding(TOKENS.N_POSITIONS, c.encoder_dim)
         self.encoder_blocks = nn.ModuleList(
             EncoderBlock(
-                c.encoder_dim, c.encoder_heads, ff_mult=c.ff_mult, dropout=c.encoder_dropout
-            )
+                c.encoder_dim,
+                c.encoder_heads,
+                ff_mult=c.ff_mult,
+                dropout=c.encoder_dropout,
+                attention_dropout=c.attention_dropout,
+            )  # fmt: skip
             for _ in range(c.encoder_depth)
         )
         self.encoder_norm = nn.LayerNorm(c.encoder_dim)
@@ -122,9 +127,19 @@ class XTrimoGeneModule(nn.Module):
             rows, positions, values, n_rows=cells.n_cells, pad_position=TOKENS.PAD_POS
         )
         x = self.value_embedding(token_values) + self.gene_embedding(token_pos)  # (B, K, De)
-        for block in self.encoder_blocks:
-            x = block(x, valid)
+        x = self._run_blocks(self.encoder_blocks, x, valid)
         return EncoderOutput(self.encoder_norm(x), token_pos, valid)
+
+    def _run_blocks(
+        self, blocks: nn.ModuleList, x: torch.Tensor, valid: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Apply ``blocks`` in turn, recomputing activations in backward if configured."""
+        recompute = (
+            self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        )
+        for block in blocks:
+            x = checkpoint(block, x, valid, use_reentrant=False) if recompute else block(x, valid)
+        return x
 
     def embed_cells(self, cells: SparseCells, pooling: Pooling = "concat") -> torch.Tensor:
         """Cell embeddings from the encoder, pooled with explicit masks (batch-size independent).
@@ -164,9 +179,7 @@ class XTrimoGeneModule(nn.Module):
         return self.decoder_embed(hidden + self.gene_embedding(positions))
 
     def _run_decoder(self, z: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        for block in self.decoder_blocks:
-            z = block(z, valid)
-        return self.decoder_norm(z)
+        return self.decoder_norm(self._run_blocks(self.decoder_blocks, z, valid))
 
     def _predict(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_norm(z)).squeeze(-1)
@@ -226,6 +239,8 @@ class XTrimoGeneModule(nn.Module):
     ) -> PretrainOutput:
         """Mask, encode the kept tokens, decode, and regress the masked values (MSE)."""
         c = self.config
+        for block in self.decoder_blocks:  # one training step: FAVOR+ features redraw when due
+            block.attn.kernel.maybe_redraw()
         nonzero_masked, zero_masked = sample_masks(
             cells.crow,
             TOKENS.N_GENES,
@@ -235,6 +250,10 @@ class XTrimoGeneModule(nn.Module):
             keep_at_least_one=not c.use_depth_tokens,
             generator=generator,
         )
+        if c.max_encoder_genes is not None:
+            nonzero_masked = cap_kept_entries(
+                nonzero_masked, cells.crow, c.max_encoder_genes, generator=generator
+            )
         enc = self.encode(cells, keep=~nonzero_masked)
         rows = cells.row_ids()
         zero_rows, zero_pos = zero_masked.nonzero(as_tuple=True)

@@ -59,6 +59,43 @@ def sample_masks(
     return nonzero_masked, zero_masked
 
 
+def cap_kept_entries(
+    masked: torch.Tensor,
+    crow: torch.Tensor,
+    cap: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mask more entries so that at most ``cap`` entries per row stay unmasked.
+
+    Parameters
+    ----------
+    masked
+        ``(nnz,)`` bool, True where an entry is already masked.
+    crow
+        ``(B + 1,)`` CSR row pointers of the entries.
+    cap
+        Largest number of unmasked entries a row may keep.
+
+    Returns
+    -------
+    ``masked`` with, in each row that kept more than ``cap`` entries, a uniformly random choice
+    of the surplus masked as well (a new tensor; the input is unchanged).
+    """
+    n_rows = crow.numel() - 1
+    rows = torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow.diff())
+    kept = torch.zeros(n_rows, dtype=torch.long, device=crow.device)
+    kept.index_add_(0, rows, (~masked).long())
+    if not bool((kept > cap).any()):
+        return masked
+    score = torch.rand(masked.numel(), device=masked.device, generator=generator)
+    # rank the unmasked entries of each row in random order; masked ones sort last
+    order = torch.argsort(rows.double() * 4 + masked.double() * 2 + score.double())
+    slot = torch.empty_like(rows)
+    slot[order] = torch.arange(rows.numel(), device=rows.device) - crow[:-1][rows[order]]
+    return masked | (slot >= cap)
+
+
 def sort_entries(rows: torch.Tensor, positions: torch.Tensor, stride: int) -> torch.Tensor:
     """Permutation that orders entries by row, then by position."""
     return torch.argsort(rows * stride + positions, stable=True)
