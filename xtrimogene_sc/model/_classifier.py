@@ -35,6 +35,7 @@ from xtrimogene_sc.model._io import load_directory, load_state_checked, save_dir
 from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
 from xtrimogene_sc.tl._probe import calibration_split, fit_temperature, usable_labels
+from xtrimogene_sc.train._guard import require_positive_int, require_real
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -179,6 +180,11 @@ class XTrimoGeneClassifier:
         seed
             Seed of the split, the batch order, dropout and the head initialisation.
         """
+        for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size),
+                            ("early_stopping_patience", early_stopping_patience)):  # fmt: skip
+            require_positive_int(name, value)
+        require_real("lr", lr, lambda v: v > 0, "a finite number > 0")
+        require_real("validation_size", validation_size, lambda v: 0 <= v < 1, "in [0, 1)")
         keep, labels, _ = usable_labels(adata.obs, labels_key, min_cells=min_cells_per_label)
         X, var_to_position = _resolve(adata, layer, gene_symbols_key)
         classes, y = np.unique(labels, return_inverse=True)

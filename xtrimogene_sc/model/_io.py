@@ -107,6 +107,10 @@ def _check_target(target: Path, *, overwrite: bool) -> bool:
             "Choose another path; nothing was written"
         )
         raise FileExistsError(msg)
+    blocked = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        msg = f"cannot save a model to {target}: {blocked} is a file, not a directory"
+        raise FileExistsError(msg)
     if not target.exists():
         return True
     entries = sorted(p.name for p in target.iterdir() if not p.name.startswith(_STAGING_PREFIX))

@@ -53,16 +53,16 @@ def check_train_args(
     if max_epochs is None:
         max_epochs = default_max_epochs(n_obs)
     default = f" (or None for the default, {default_max_epochs(n_obs)} for {n_obs:,} cells)"
-    _positive_int("max_epochs", max_epochs, default)
-    _positive_int("batch_size", batch_size)
+    require_positive_int("max_epochs", max_epochs, default)
+    require_positive_int("batch_size", batch_size)
     if not isinstance(num_workers, Integral) or isinstance(num_workers, bool) or num_workers < 0:
         _fail("num_workers", num_workers, "an integer >= 0")
-    _real_in("lr", lr, lambda v: v > 0, "a finite number > 0")
-    _real_in("weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
-    _real_in("warmup_fraction", warmup_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
-    _real_in("train_size", train_size, lambda v: 0 < v <= 1, "in (0, 1]")
+    require_real("lr", lr, lambda v: v > 0, "a finite number > 0")
+    require_real("weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
+    require_real("warmup_fraction", warmup_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
+    require_real("train_size", train_size, lambda v: 0 < v <= 1, "in (0, 1]")
     if gradient_clip_val is not None:
-        _real_in("gradient_clip_val", gradient_clip_val, lambda v: v >= 0, "None or >= 0")
+        require_real("gradient_clip_val", gradient_clip_val, lambda v: v >= 0, "None or >= 0")
     return int(max_epochs)
 
 
@@ -76,12 +76,14 @@ def check_training_cells(n_train: int, n_obs: int, train_size: float) -> None:
         raise ValueError(msg)
 
 
-def _positive_int(name: str, value: Any, note: str = "") -> None:
+def require_positive_int(name: str, value: Any, note: str = "") -> None:
+    """Refuse ``value`` unless it is an integer >= 1 (``bool`` is not one)."""
     if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
         _fail(name, value, f"a positive integer{note}")
 
 
-def _real_in(name: str, value: Any, ok: Any, allowed: str) -> None:
+def require_real(name: str, value: Any, ok: Any, allowed: str) -> None:
+    """Refuse ``value`` unless it is a finite real number for which ``ok(value)`` holds."""
     if (
         not isinstance(value, Real)
         or isinstance(value, bool)
