@@ -121,6 +121,14 @@ def read_checkpoint(
 
 
 def _torch_load(path: Path, *, allow_pickle: bool) -> Any:
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if not (magic.startswith(b"PK") or magic[:1] == b"\x80"):  # torch.save: zip, or pickle
+        msg = (
+            f"{path} is not a readable PyTorch checkpoint: it is neither a zip archive nor a "
+            f"pickle (it starts with {magic!r}); pass the models.ckpt file or a model directory"
+        )
+        raise CheckpointError(msg)
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=True)

@@ -102,7 +102,8 @@ def _fail(name: str, value: Any, allowed: str) -> None:
 def guarded_fit(model: Any, trainer: Any) -> Iterator[None]:
     """Run a fit with Ctrl-C turned into ``KeyboardInterrupt`` and an honest ``is_trained_``.
 
-    ``model.is_trained_`` keeps its previous value when no optimiser step ran.
+    ``model.is_trained_`` keeps its previous value when no optimiser step ran, and is set when
+    steps ran, also when training was interrupted.
     """
     was_trained = bool(model.is_trained_)
     stop = _GracefulStop(trainer)
@@ -116,6 +117,7 @@ def guarded_fit(model: Any, trainer: Any) -> Iterator[None]:
         ):
             raise
         model.module.eval()
+        model.is_trained_ = was_trained or trainer.global_step > 0  # scvi-tools skipped it
         msg = (
             f"training aborted by Ctrl-C after {trainer.global_step} optimiser steps; the model "
             "holds the weights of the last finished step"
