@@ -83,7 +83,12 @@ _REDRAW = "decoder.performer.calls_since_last_redraw"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit; the message names the file and problem."""
+    """A checkpoint or saved model directory that cannot be read, does not fit, or was modified.
+
+    Raised for released ``.ckpt`` files that are truncated, need pickle or have wrong shapes, and
+    for model directories whose files are damaged or fail the checksums recorded at save time.
+    The message names the file and the problem.
+    """
 
 
 def read_checkpoint(
