@@ -1,4 +1,7 @@
-"""Checks of ``obs`` columns used as labels or batches: missing values, in any spelling."""
+"""Labels in ``obs``: usable labels for label transfer and the classifier; setup checks.
+
+Missing values are recognised in any spelling: NaN/None, and text such as ``"nan"``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,52 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+UNKNOWN = "Unknown"
 #: Text that stands for a missing value, e.g. after ``astype(str)`` turned NaN into ``"nan"``.
 MISSING_TEXT = frozenset({"", "nan", "none", "null", "<na>"})
+
+
+def usable_labels(
+    obs: pd.DataFrame, labels_key: str, *, min_cells: int = 2, stacklevel: int = 3
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Cells with a usable label: mask, their labels, and the labels dropped as too rare.
+
+    Missing labels (NaN, or text such as ``"nan"`` left by ``astype(str)``) and ``"Unknown"``
+    are ignored and labels with fewer than ``min_cells``
+    cells dropped, each with a warning; fewer than two remaining labels is a ``ValueError``.
+    """
+    if labels_key not in obs:
+        msg = f"labels_key={labels_key!r} is not an obs column (columns: {list(obs.columns)})"
+        raise ValueError(msg)
+    raw = obs[labels_key]
+    missing, as_text = missing_label_masks(raw)
+    unlabelled = missing | as_text | (raw.astype(str).to_numpy() == UNKNOWN)
+    if unlabelled.any():
+        text = sorted({str(v) for v in raw[as_text]})
+        msg = (
+            f"{int(unlabelled.sum())} cells have no label (NaN or {UNKNOWN!r}"
+            f"{f', or the text {text} of a missing value' if text else ''}) in "
+            f"obs[{labels_key!r}]; they are ignored"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=stacklevel)
+    labels = raw.astype(str).to_numpy()
+    counts = pd.Series(labels[~unlabelled]).value_counts()
+    rare = sorted(counts.index[counts < min_cells])
+    if rare:
+        msg = (
+            f"labels with fewer than {min_cells} cells are dropped: "
+            + ", ".join(f"{label!r} ({counts[label]} cells)" for label in rare)
+            + "; add cells of these types or lower min_cells_per_label"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=stacklevel)
+    keep = ~unlabelled & ~np.isin(labels, rare)
+    if len(np.unique(labels[keep])) < 2:
+        msg = (
+            f"need at least two labels with >= {min_cells} cells each in obs[{labels_key!r}]; "
+            f"found {counts.to_dict()}"
+        )
+        raise ValueError(msg)
+    return keep, labels[keep], [str(label) for label in rare]
 
 
 def missing_label_masks(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

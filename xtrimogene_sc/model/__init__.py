@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._classifier import XTrimoGeneClassifier
-from xtrimogene_sc.model._model import XTrimoGene
-from xtrimogene_sc.model._query import QueryMappingMixin, load_query_data
+from xtrimogene_sc.model._model import XTrimoGene, load_query_data
+from xtrimogene_sc.model._query import QueryMappingMixin
 from xtrimogene_sc.model._scfoundation import CheckpointError
 
 __all__ = [

@@ -25,7 +25,7 @@ from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
 from xtrimogene_sc.model._precision import Precision, inference_precision
-from xtrimogene_sc.model._query import QueryMappingMixin
+from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin
 from xtrimogene_sc.model._scfoundation import load_scfoundation
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
@@ -438,7 +438,8 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             desc="gene embeddings",
         )  # fmt: skip
         return _gene_embeddings.run(
-            self, batches, positions, names, n_obs=X.shape[0], reduce=reduce, out_file=out_file,
+            self.module, batches, positions, names, device=self.device, n_obs=X.shape[0],
+            reduce=reduce, out_file=out_file,
             obs_names=None if adata is None and self.adata is None else
             list((adata if adata is not None else self.adata).obs_names), precision=precision,
         )  # fmt: skip
@@ -609,6 +610,19 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             index = 0 if device == "auto" else int(device)
             self.to_device(f"cuda:{index}")
         return self
+
+
+def load_query_data(
+    adata: AnnData,
+    reference_model: XTrimoGene | str | Path,
+    *,
+    freeze: FreezePolicy = "all",
+    **kwargs: Any,
+) -> XTrimoGene:
+    """Function form of :meth:`QueryMappingMixin.load_query_data` for :class:`XTrimoGene`."""
+    return QueryMappingMixin.load_query_data.__func__(
+        XTrimoGene, adata, reference_model, freeze=freeze, **kwargs
+    )
 
 
 InputType = Literal["counts", "bulk"]
