@@ -62,7 +62,7 @@ CASES = [
     ("pretrain-missing-config", lambda e, t: ["pretrain", "--config", str(t / "run.toml")],
      "does not exist", "C8"),
     ("pretrain-config-not-toml", lambda e, t: ["pretrain", "--config", _toml(t, "[optim\n")],
-     "is not valid TOML", "C8 (was a traceback)"),
+     "is not valid TOML", "C8 (now names the file)"),
     ("pretrain-config-wrong-type", lambda e, t: ["pretrain", "--config", _toml(t, '[optim]\nlr = "fast"\n')],
      "optim.lr must be a finite number", "C8 (was a TypeError traceback)"),
     ("pretrain-config-unknown-key", lambda e, t: ["pretrain", "--config", _toml(t, "[optim]\nlearning_rate = 1\n")],
