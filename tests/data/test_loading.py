@@ -82,3 +82,20 @@ def test_token_budget_bounds_padded_tokens_and_keeps_batch_count_fixed():
 def test_a_cell_longer_than_the_budget_goes_alone():
     sampler = LengthBucketBatchSampler(np.array([5, 50_000, 6]), np.arange(3), 8, max_tokens=1000)
     assert sorted(map(sorted, sampler)) == [[0, 2], [1]]
+
+
+def test_training_batches_carry_the_measured_genes(tiny_adata):
+    import torch
+
+    from xtrimogene_sc.data._loading import CellBatchDataset
+    from xtrimogene_sc.module import XTrimoGeneConfig, XTrimoGeneModule
+
+    var_to_position = np.arange(tiny_adata.n_vars) * 7  # 400 measured genes spread out
+    batch = CellBatchDataset(tiny_adata.X, var_to_position)[list(range(16))]
+    assert torch.equal(batch.observed.nonzero().ravel(), torch.from_numpy(var_to_position))
+    measured = batch.observed
+    for scope, outside in (("observed", False), ("vocabulary", True)):
+        config = XTrimoGeneConfig.preset("tiny", decoder_mode="masked", zero_mask_scope=scope)
+        out = XTrimoGeneModule(config)(batch, generator=torch.Generator().manual_seed(0))
+        scored_zeros = out.positions[out.target == 0]
+        assert bool((~measured[scored_zeros]).any()) is outside  # unmeasured zeros scored?

@@ -69,3 +69,18 @@ def test_cap_masks_a_random_surplus_only_in_rows_over_the_cap():
     other = cap_kept_entries(masked, crow, 5, generator=torch.Generator().manual_seed(1))
     assert not torch.equal(capped, other)  # the surplus is a random choice
     assert cap_kept_entries(masked, crow, 20) is masked  # nothing over the cap: unchanged
+
+
+def test_zero_masks_are_drawn_only_among_candidate_genes():
+    crow = torch.tensor([0, 2, 3])
+    positions = torch.tensor([1, 5, 7])
+    candidates = torch.zeros(50, dtype=torch.bool)
+    candidates[:10] = True
+    _, zero_masked = sample_masks(
+        crow, 50, p_nonzero=0.3, p_zero=0.9, positions=positions, candidates=candidates,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert not zero_masked[:, 10:].any()  # never outside the measured genes
+    assert zero_masked[:, :10].sum() > 10  # p=0.9 over ~8 unexpressed measured genes a cell
+    assert not zero_masked[0, [1, 5]].any()  # expressed genes are not zeros
+    assert not zero_masked[1, 7]

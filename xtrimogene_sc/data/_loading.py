@@ -16,8 +16,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._tokenize import DepthSpec, tokenize_counts
 from xtrimogene_sc.module._batch import SparseCells
+
+
+def observed_genes(var_to_position: np.ndarray) -> torch.Tensor:
+    """``(19264,)`` bool tensor: the vocabulary genes some column maps to."""
+    observed = torch.zeros(TOKENS.N_GENES, dtype=torch.bool)
+    positions = np.asarray(var_to_position)
+    observed[torch.from_numpy(positions[positions >= 0].astype(np.int64))] = True
+    return observed
 
 
 def row_lengths(X: Any, *, chunk_size: int = 65536) -> np.ndarray:
@@ -189,6 +198,7 @@ class CellBatchDataset(Dataset):
         self.X = X
         self.var_to_position = np.asarray(var_to_position, dtype=np.int64)
         self.depth = depth or DepthSpec()
+        self.observed = observed_genes(self.var_to_position)
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -203,7 +213,8 @@ class CellBatchDataset(Dataset):
     def __getitem__(self, indices: Sequence[int]) -> SparseCells:
         rows, restore = self.read_rows(indices)
         rows = rows.tocsr()[restore] if hasattr(rows, "tocsr") else np.asarray(rows)[restore]
-        return tokenize_counts(rows, self.var_to_position, depth=self.depth)
+        cells = tokenize_counts(rows, self.var_to_position, depth=self.depth)
+        return cells.with_observed(self.observed)
 
 
 def identity_collate(batch: SparseCells) -> SparseCells:

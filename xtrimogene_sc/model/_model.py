@@ -18,6 +18,7 @@ from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
 from xtrimogene_sc.data._checks import check_counts, layer_matrix
 from xtrimogene_sc.data._datamodule import CellDataModule
 from xtrimogene_sc.data._labels import check_obs_key
+from xtrimogene_sc.data._loading import observed_genes
 from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
 from xtrimogene_sc.model import _gene_embeddings
@@ -456,12 +457,14 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
     ) -> float:
         """Masked-value MSE with fixed masks (comparable before and after training)."""
         X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
+        observed = observed_genes(var_to_position)
         self.module.eval()
         total, count = 0.0, 0
         for i, (_, cells) in enumerate(
             iter_batches(X, var_to_position, batch_size=batch_size, progress=False)
         ):
             generator = torch.Generator(device=self.device).manual_seed(seed * 100_003 + i)
+            cells = cells.with_observed(observed)  # the masks training draws
             out = self.module(cells.to(self.device), generator=generator)
             total += float(out.loss) * out.n_masked
             count += out.n_masked

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 DecoderMode = Literal["full", "masked"]
+ZeroMaskScope = Literal["observed", "vocabulary"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,13 @@ class XTrimoGeneConfig:
         Auto-discretization bins and residual weight (reference: 100, 1.0).
     mask_ratio_nonzero, mask_ratio_zero
         Masking probabilities for non-zero and zero genes (reference: 0.3, 0.03).
+    zero_mask_scope
+        Which zero genes can be masked and scored. ``"observed"``: only genes the data set
+        measures, when the batch says which (training on an AnnData does); a gene the data set
+        never measured is zero in every cell, and regressing that zero teaches nothing about the
+        cell. ``"vocabulary"``: every vocabulary gene, as the reference (right for corpora where
+        every gene is measured). Batches that carry no measured-gene mask (the streamed
+        pretraining corpus) always use the whole vocabulary.
     use_depth_tokens
         Append the read-depth tokens T and S (scFoundation RDA) to every cell.
     seed
@@ -73,6 +81,7 @@ class XTrimoGeneConfig:
     bin_alpha: float = 1.0
     mask_ratio_nonzero: float = 0.3
     mask_ratio_zero: float = 0.03
+    zero_mask_scope: ZeroMaskScope = "observed"
     use_depth_tokens: bool = True
     seed: int = 0
 
@@ -91,6 +100,11 @@ class XTrimoGeneConfig:
                 raise ValueError(msg)
         if self.max_encoder_genes is not None and self.max_encoder_genes < 1:
             msg = f"max_encoder_genes must be a positive integer or None, got {self.max_encoder_genes}"
+            raise ValueError(msg)
+        if self.zero_mask_scope not in ("observed", "vocabulary"):
+            msg = (
+                f"zero_mask_scope must be 'observed' or 'vocabulary', got {self.zero_mask_scope!r}"
+            )
             raise ValueError(msg)
         if self.decoder_mode not in ("full", "masked"):
             msg = f"decoder_mode must be 'full' or 'masked', got {self.decoder_mode!r}"

@@ -248,6 +248,7 @@ class XTrimoGeneModule(nn.Module):
             p_zero=c.mask_ratio_zero,
             positions=cells.pos,
             keep_at_least_one=not c.use_depth_tokens,
+            candidates=cells.observed if c.zero_mask_scope == "observed" else None,
             generator=generator,
         )
         if c.max_encoder_genes is not None:

@@ -19,6 +19,7 @@ def sample_masks(
     p_zero: float,
     positions: torch.Tensor,
     keep_at_least_one: bool = True,
+    candidates: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw the pretraining masks.
@@ -33,6 +34,9 @@ def sample_masks(
         Probability of masking a non-zero and a zero gene (0.3 and 0.03 in the reference).
     keep_at_least_one
         Never mask every non-zero gene of a cell (its encoder input would be empty).
+    candidates
+        Optional ``(n_positions,)`` bool: zero genes are only drawn among these positions
+        (e.g. the genes a data set measures).
 
     Returns
     -------
@@ -53,6 +57,8 @@ def sample_masks(
         starved = (kept == 0) & (counts > 0)
         nonzero_masked[crow[:-1][starved]] = False  # unmask the first gene of starved cells
     zero_masked = torch.rand(n_cells, n_positions, device=device, generator=generator) < p_zero
+    if candidates is not None:
+        zero_masked &= candidates[None, :].to(device)
     if positions.numel():
         rows = torch.repeat_interleave(torch.arange(n_cells, device=device), crow.diff())
         zero_masked[rows, positions] = False
