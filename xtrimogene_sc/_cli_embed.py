@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from xtrimogene_sc.cli import positive_int, user_command
 
 _POOLINGS = ["concat", "max", "mean", "depth_tokens", "max_all_tokens"]
 
@@ -25,7 +26,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, help=".h5ad to write (may be --input)")
     p.add_argument("--obsm-key", default="X_xtg", help="obsm key to write (default: X_xtg)")
     p.add_argument("--pooling", default="concat", choices=_POOLINGS)
-    p.add_argument("--batch-size", type=int, default=64, help="cells per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="cells per forward pass")
     p.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'cuda:N' (default: auto)")
     p.add_argument("--precision", default=None, choices=["bf16", "32", "32-strict"],
                    help="default: bf16 on GPUs that support it, else 32")  # fmt: skip
@@ -49,6 +50,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_embed)
 
 
+@user_command("embed")
 def run_embed(args: argparse.Namespace) -> int:
     """Run the ``embed`` subcommand; user errors become one line on stderr and exit code 2."""
     import torch
@@ -57,26 +59,20 @@ def run_embed(args: argparse.Namespace) -> int:
     from xtrimogene_sc.model import XTrimoGene
     from xtrimogene_sc.tl import embed_h5ad
 
-    try:
-        depth = depth_from_reference_code(args.tgthighres) if args.tgthighres else DepthSpec()
-        device = _device(args.device, torch.cuda.is_available())
-        model = XTrimoGene.load(args.checkpoint, key=args.key, allow_pickle=args.allow_pickle)
-        model.to_device(device)
-        genes = (
-            None if args.gene_names is None else [g.strip() for g in args.gene_names.split(",")]
-        )
-        out = embed_h5ad(
-            args.input, model, output=args.output, key_added=args.obsm_key,
-            genes_output=args.genes, genes=genes,
-            gene_reduce=None if args.gene_reduce == "none" else "mean",
-            overwrite=args.overwrite, pooling=args.pooling, batch_size=args.batch_size,
-            layer=args.layer, gene_symbols_key=args.gene_symbols_key, t_mode=depth.mode,
-            t_value=depth.value, input_type=args.input_type, precision=args.precision,
-            progress=not args.no_progress,
-        )  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        print(f"xtrimogene-sc embed: {err}", file=sys.stderr)
-        return 2
+    depth = depth_from_reference_code(args.tgthighres) if args.tgthighres else DepthSpec()
+    device = _device(args.device, torch.cuda.is_available())
+    model = XTrimoGene.load(args.checkpoint, key=args.key, allow_pickle=args.allow_pickle)
+    model.to_device(device)
+    genes = None if args.gene_names is None else [g.strip() for g in args.gene_names.split(",")]
+    out = embed_h5ad(
+        args.input, model, output=args.output, key_added=args.obsm_key,
+        genes_output=args.genes, genes=genes,
+        gene_reduce=None if args.gene_reduce == "none" else "mean",
+        overwrite=args.overwrite, pooling=args.pooling, batch_size=args.batch_size,
+        layer=args.layer, gene_symbols_key=args.gene_symbols_key, t_mode=depth.mode,
+        t_value=depth.value, input_type=args.input_type, precision=args.precision,
+        progress=not args.no_progress,
+    )  # fmt: skip
     print(out)
     return 0
 

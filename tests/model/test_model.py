@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import warnings
 
 import anndata as ad
@@ -99,7 +100,16 @@ def test_load_refuses_a_checkpoint_of_another_shape(model, tmp_path):
     weights = load_file(tmp_path / "m" / "model.safetensors")
     weights["gene_embedding.weight"] = weights["gene_embedding.weight"][:, :8].contiguous()
     save_file(weights, tmp_path / "m" / "model.safetensors")
-    with pytest.raises(ValueError, match="another preset"):
+    with pytest.raises(xtg.model.CheckpointError, match="model.safetensors is corrupted or was"):
+        xtg.XTrimoGene.load(tmp_path / "m")  # the checksum recorded at save time catches it
+    # a directory of the checksum-free format 1 still gets the shape diagnosis
+    config = tmp_path / "m" / "config.json"
+    meta = json.loads(config.read_text())
+    config.write_text(json.dumps({**meta, "format_version": 1, "integrity": None}))
+    with (
+        pytest.raises(ValueError, match="another preset"),
+        pytest.warns(UserWarning, match="unverified"),
+    ):
         xtg.XTrimoGene.load(tmp_path / "m")
 
 

@@ -118,7 +118,14 @@ def test_loading_refuses_a_config_of_another_shape(run_dir: Path, tmp_path: Path
     meta = json.loads((model_dir / "config.json").read_text())
     meta["config"]["decoder_dim"] = 32
     (model_dir / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"does not fit this model.*decoder"):
+    with pytest.raises(ValueError, match=r"config.json was modified after the model was saved"):
+        xtg.XTrimoGene.load(model_dir)
+    # without checksums (format 1) the shapes still do not fit, and loading says so
+    (model_dir / "config.json").write_text(json.dumps({**meta, "format_version": 1}))
+    with (
+        pytest.raises(ValueError, match=r"does not fit this model.*decoder"),
+        pytest.warns(UserWarning, match="without checksums"),
+    ):
         xtg.XTrimoGene.load(model_dir)
 
 

@@ -66,6 +66,41 @@ class _Tally:
         return n
 
 
+def layer_matrix(adata: Any, layer: str | None) -> Any:
+    """``adata.X`` or ``adata.layers[layer]``, with an error that lists the layers that exist.
+
+    Raises
+    ------
+    ValueError
+        ``layer`` is not a layer of ``adata``, or ``adata.X`` is ``None``.
+    """
+    if layer is None:
+        if adata.X is None:
+            layers = list(adata.layers)
+            fix = f"pass layer= with one of its layers {layers}" if layers else "it has no layers"
+            msg = f"adata.X is None (this AnnData holds no matrix in X); {fix}"
+            raise ValueError(msg)
+        return adata.X
+    if layer not in adata.layers:
+        msg = (
+            f"layer={layer!r} is not a layer of this AnnData (layers: {list(adata.layers)}); pass "
+            "one of them, or layer=None for adata.X"
+        )
+        raise ValueError(msg)
+    return adata.layers[layer]
+
+
+def _refuse_unsupported(X: Any, source: str) -> None:
+    """Refuse matrix types that cannot be read in row chunks here (dask arrays)."""
+    if type(X).__module__.split(".")[0] == "dask":
+        msg = (
+            f"{source} is a dask array; xtrimogene_sc reads in-memory (numpy, scipy sparse) or "
+            "backed matrices. Load it first, e.g. adata.X = adata.X.compute(), or open the file "
+            "with anndata.read_h5ad(path, backed='r') to stream it from disk"
+        )
+        raise ValueError(msg)
+
+
 def _source_name(layer: str | None) -> str:
     return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
 
@@ -123,15 +158,20 @@ def check_counts(
     ------
     ValueError
         On NaN/inf, negative or non-integer values, a column count that does not match ``alignment``,
-        or (unless ``allow_empty``) cells without counts over matched genes.
+        no cells at all, a dask array, or (unless ``allow_empty``) cells without counts over
+        matched genes.
     """
     if chunk_size < 1:
         msg = f"chunk_size must be a positive integer, got {chunk_size}."
         raise ValueError(msg)
-    shape = tuple(X.shape)
     source = _source_name(layer)
+    _refuse_unsupported(X, source)
+    shape = tuple(X.shape)
     if len(shape) != 2 or shape[1] != alignment.n_vars:
         msg = f"{source} has shape {shape}, but the gene alignment has {alignment.n_vars} columns."
+        raise ValueError(msg)
+    if shape[0] == 0:
+        msg = f"{source} has no cells (shape {shape}); pass an AnnData with at least one cell."
         raise ValueError(msg)
     weights = (alignment.var_to_position >= 0).astype(np.float64)
     totals = np.empty(shape[0], dtype=np.float64)

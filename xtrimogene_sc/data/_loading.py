@@ -9,6 +9,7 @@ and tokenizes them; no dense cells x genes matrix is ever built.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,21 @@ def length_bucket(lengths: np.ndarray) -> np.ndarray:
     return -(-lengths // step) * step
 
 
+def check_batching(batch_size: Any, max_tokens: Any) -> None:
+    """Refuse a non-positive ``batch_size`` or ``max_tokens`` (``None`` allowed for the latter).
+
+    A zero or negative size would otherwise put every cell of a chunk in one batch, silently.
+    """
+    checks = (("batch_size", batch_size, False), ("max_tokens", max_tokens, True))
+    for name, value, optional in checks:
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            allowed = "a positive integer" + (" or None" if optional else "")
+            msg = f"{name} must be {allowed}, got {value!r}"
+            raise ValueError(msg)
+
+
 def token_budget_sizes(
     sorted_lengths: np.ndarray, batch_size: int, max_tokens: int | None
 ) -> list[int]:
@@ -62,6 +78,7 @@ def token_budget_sizes(
     A batch holds at most ``batch_size`` cells and, when set, at most ``max_tokens`` padded
     tokens (cells x longest cell); a cell longer than ``max_tokens`` goes alone.
     """
+    check_batching(batch_size, max_tokens)
     sizes: list[int] = []
     count = 0
     for length in sorted_lengths.tolist():
@@ -119,12 +136,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            msg = f"batch_size must be >= 1, got {batch_size}"
-            raise ValueError(msg)
-        if max_tokens is not None and max_tokens < 1:
-            msg = f"max_tokens must be a positive integer or None, got {max_tokens}"
-            raise ValueError(msg)
+        check_batching(batch_size, max_tokens)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.buckets = length_bucket(lengths) if len(self.indices) else np.zeros(0, np.int64)
         self.batch_size = batch_size

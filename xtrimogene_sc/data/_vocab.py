@@ -161,6 +161,12 @@ class GeneVocab:
     def __repr__(self) -> str:
         return f"GeneVocab(n_genes={len(self)}, sha256={self.sha256[:12]}…)"
 
+    @functools.cached_property
+    def _folded_index(self) -> dict[str, int]:
+        """Upper-cased symbol -> position, for symbols whose upper case is unique."""
+        folded = pd.Series(np.arange(len(self)), index=[n.upper() for n in self.names])
+        return folded[~folded.index.duplicated(keep=False)].to_dict()
+
     def positions(self, symbols: Sequence[object]) -> np.ndarray:
         """Vocabulary position of each symbol (exact match), ``-1`` where unmatched, NaN or empty."""
         keys = [k if isinstance(k, str) else None for k in _as_object_array(symbols)]
@@ -175,7 +181,12 @@ class GeneVocab:
         min_overlap: float = 0.25,
         min_genes: int = 100,
     ) -> GeneAlignment:
-        """Match a dataset's genes to the vocabulary by exact symbol.
+        """Match a dataset's genes to the vocabulary by symbol.
+
+        Exact matches come first. A symbol written all in lower or all in upper case (e.g.
+        ``cd4``, ``C1ORF112``) that matches no gene exactly is matched ignoring case when that is
+        unambiguous (no other column names the same gene), with a warning that gives the figures.
+        Mixed-case (mouse-style ``Cd4``) symbols are not folded.
 
         Parameters
         ----------
@@ -210,7 +221,7 @@ class GeneVocab:
                 f"{_candidate_hint(var, self)}."
             )
             raise ValueError(msg)
-        pos = self.positions(names)
+        pos = _match_case_insensitively(names, self.positions(names), self)
         alignment = _build_alignment(pos, len(self))
         n_user, n_pos = alignment.n_vars, alignment.n_matched_positions
         if n_user == 0 or alignment.coverage_user < min_overlap or n_pos < min_genes:
@@ -236,6 +247,43 @@ class GeneVocab:
             )
             warnings.warn(msg, UserWarning, stacklevel=2)
         return alignment
+
+
+def _match_case_insensitively(names: np.ndarray, pos: np.ndarray, vocab: GeneVocab) -> np.ndarray:
+    """Positions with single-case symbols matched ignoring case where unambiguous; warns."""
+    folded_index = vocab._folded_index
+    candidates = [
+        i
+        for i in np.flatnonzero(pos < 0)
+        if isinstance(names[i], str) and names[i] in (names[i].lower(), names[i].upper())
+        and names[i].upper() in folded_index
+    ]  # fmt: skip
+    if not candidates:
+        return pos
+    found = np.array([folded_index[names[i].upper()] for i in candidates], dtype=np.int64)
+    taken = np.isin(found, pos[pos >= 0]) | pd.Series(found).duplicated(keep=False).to_numpy()
+    pos = pos.copy()
+    pos[np.asarray(candidates)[~taken]] = found[~taken]
+    used = [
+        f"{names[i]}->{vocab.names[p]}"
+        for i, p, t in zip(candidates, found, taken, strict=True)
+        if not t
+    ]
+    dropped = [names[i] for i, t in zip(candidates, taken, strict=True) if t]
+    parts = []
+    if used:
+        parts.append(
+            f"{len(used):,} gene symbols match the vocabulary only when case is ignored and are "
+            f"used (e.g. {used[:3]})"
+        )
+    if dropped:
+        parts.append(
+            f"{len(dropped):,} symbols differ only in case from a gene that another column "
+            f"already names, so they are ambiguous and dropped (e.g. {dropped[:3]})"
+        )
+    msg = "; ".join(parts)
+    warnings.warn(msg + ". Check the gene symbols of this dataset.", UserWarning, stacklevel=3)
+    return pos
 
 
 @functools.cache
@@ -333,7 +381,7 @@ def _mismatch_hints(unmatched: np.ndarray, vocab: GeneVocab) -> str:
     if title and (vocab.positions([n.upper() for n in title]) >= 0).mean() > 0.5:
         hints.append(
             f"many names are in mouse-style title case (e.g. {title[:3]}); the vocabulary holds human "
-            "HGNC symbols, so map mouse genes to their human orthologs (case is not folded automatically)"
+            "HGNC symbols, so map mouse genes to their human orthologs (mixed case is not folded)"
         )
     if _ensembl_fraction(np.asarray(strings, dtype=object)) > 0.5:
         hints.append(

@@ -20,6 +20,7 @@ import torch
 from scipy.special import softmax
 
 from xtrimogene_sc.data import GeneVocab, check_counts
+from xtrimogene_sc.data._checks import layer_matrix
 from xtrimogene_sc.data._labels import usable_labels
 from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
@@ -28,6 +29,7 @@ from xtrimogene_sc.module._classifier import ClassifierModule
 from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
 from xtrimogene_sc.train._calibration import calibration_split, fit_temperature
 from xtrimogene_sc.train._finetune import fit_classifier
+from xtrimogene_sc.train._guard import require_positive_int, require_real
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -169,6 +171,11 @@ class XTrimoGeneClassifier:
         seed
             Seed of the split, the batch order, dropout and the head initialisation.
         """
+        for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size),
+                            ("early_stopping_patience", early_stopping_patience)):  # fmt: skip
+            require_positive_int(name, value)
+        require_real("lr", lr, lambda v: v > 0, "a finite number > 0")
+        require_real("validation_size", validation_size, lambda v: 0 <= v < 1, "in [0, 1)")
         keep, labels, _ = usable_labels(adata.obs, labels_key, min_cells=min_cells_per_label)
         X, var_to_position = _resolve(adata, layer, gene_symbols_key)
         classes, y = np.unique(labels, return_inverse=True)
@@ -282,6 +289,6 @@ class XTrimoGeneClassifier:
 def _resolve(adata: AnnData, layer: str | None, gene_symbols_key: str | None) -> tuple[Any, Any]:
     """Counts and their column -> vocabulary map, with the package's count checks."""
     alignment = GeneVocab.default().align(adata, gene_symbols_key=gene_symbols_key)
-    X = adata.X if layer is None else adata.layers[layer]
+    X = layer_matrix(adata, layer)
     check_counts(X, alignment=alignment, layer=layer)
     return X, alignment.var_to_position

@@ -24,6 +24,9 @@ def select_positions(vocab: GeneVocab, genes: list[str] | None) -> tuple[np.ndar
     """Vocabulary positions of ``genes`` (all genes when ``None``); unknown symbols are an error."""
     if genes is None:
         return np.arange(len(vocab)), list(vocab.names)
+    if isinstance(genes, str) or len(genes) == 0:
+        msg = f"genes must be a non-empty list of symbols (or None for all), got {genes!r}"
+        raise ValueError(msg)
     positions = vocab.positions(list(genes))
     unknown = [g for g, p in zip(genes, positions, strict=True) if p < 0]
     if unknown:

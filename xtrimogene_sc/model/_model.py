@@ -15,8 +15,9 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
-from xtrimogene_sc.data._checks import check_counts
+from xtrimogene_sc.data._checks import check_counts, layer_matrix
 from xtrimogene_sc.data._datamodule import CellDataModule
+from xtrimogene_sc.data._labels import check_obs_key
 from xtrimogene_sc.data._loading import observed_genes
 from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
@@ -29,6 +30,7 @@ from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin
 from xtrimogene_sc.model._scfoundation import load_scfoundation
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+from xtrimogene_sc.train._guard import check_train_args, check_training_cells, guarded_fit
 from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
 
 if TYPE_CHECKING:
@@ -131,10 +133,12 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             what to pass instead.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        check_obs_key(adata, labels_key, "labels_key")
+        check_obs_key(adata, batch_key, "batch_key")
         alignment = GeneVocab.default().align(
             adata, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
         )
-        X = adata.X if layer is None else adata.layers[layer]
+        X = layer_matrix(adata, layer)
         check_counts(X, alignment=alignment, layer=layer)
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
@@ -146,6 +150,12 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         cls.register_manager(manager)
         adata.uns.setdefault(DEFAULT_KEYS.UNS, {})["alignment"] = alignment.to_dict()
         logger.info("xtrimogene_sc: %s", alignment.summary())
+
+    @classmethod
+    def _registered_setup_args(cls, adata: AnnData) -> dict[str, Any]:
+        """Arguments of ``setup_anndata`` for ``adata`` (or the AnnData it was copied from)."""
+        manager = cls._setup_adata_manager_store.get(adata.uns.get("_scvi_uuid"))
+        return dict(manager.registry["setup_args"]) if manager is not None else {}
 
     def _setup_arg(self, name: str, default: Any = None) -> Any:
         return self.registry_.get("setup_args", {}).get(name, default)
@@ -173,13 +183,13 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             adata, layer = self.adata, self._setup_arg("layer")
             gene_symbols_key = self._setup_arg("gene_symbols_key")
             alignment = self.alignment_ or self._align(adata, gene_symbols_key)
-        else:
-            manager = self.get_anndata_manager(adata) if adata.uns.get("_scvi_uuid") else None
-            if manager is not None and layer is None and gene_symbols_key is None:
-                layer = manager.registry["setup_args"].get("layer")
-                gene_symbols_key = manager.registry["setup_args"].get("gene_symbols_key")
+        else:  # arguments not given fall back to those registered with setup_anndata(adata)
+            registered = self._registered_setup_args(adata)
+            layer = layer if layer is not None else registered.get("layer")
+            if gene_symbols_key is None:
+                gene_symbols_key = registered.get("gene_symbols_key")
             alignment = self._align(adata, gene_symbols_key)
-        X = adata.X if layer is None else adata.layers[layer]
+        X = layer_matrix(adata, layer)
         check_counts(X, alignment=alignment, layer=layer, require_integer=require_integer)
         return X, alignment.var_to_position
 
@@ -212,7 +222,8 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Passes over the training cells; default scales with data size (at most 50).
+            Passes over the training cells, a positive integer; default (``None``) scales with
+            data size (about 20,000 cells seen, at most 50 passes).
         batch_size
             Largest number of cells in a minibatch.
         max_tokens
@@ -238,6 +249,16 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             Extra :class:`~xtrimogene_sc.train.XTrimoGeneTrainingPlan` arguments.
         **trainer_kwargs
             Passed to the Lightning trainer (e.g. ``enable_checkpointing``, ``callbacks``).
+
+        Raises
+        ------
+        ValueError
+            An argument out of range (e.g. ``max_epochs=0``), or a split without training cells;
+            raised before anything changes.
+        KeyboardInterrupt
+            On Ctrl-C: the first one stops after the current step, a second one at once. The
+            model keeps the weights trained so far and ``is_trained`` stays unchanged if no
+            step ran; the Ctrl-C handler is restored.
         """
         if self.adata is None:
             msg = "train() needs a model built on an AnnData registered with setup_anndata"
@@ -250,7 +271,11 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             raise ValueError(msg)
         X, var_to_position = self._resolve(None, None, None)
         n_obs = X.shape[0]
-        max_epochs = max_epochs or max(1, min(50, round(20_000 / n_obs)))
+        max_epochs = check_train_args(
+            max_epochs, n_obs=n_obs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            warmup_fraction=warmup_fraction, train_size=train_size,
+            gradient_clip_val=gradient_clip_val, num_workers=num_workers,
+        )  # fmt: skip
         if max_tokens == "auto":
             device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
             max_tokens = token_budget(self.config, device, training=True)
@@ -259,6 +284,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             num_workers=num_workers, max_tokens=max_tokens,
             max_genes=self.config.max_encoder_genes, extra_tokens=self._extra_tokens,
         )  # fmt: skip
+        check_training_cells(data.n_train, n_obs, train_size)
         total_steps = max(1, data.n_train_batches * max_epochs)
         plan = XTrimoGeneTrainingPlan(
             self.module,
@@ -285,7 +311,8 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             use_distributed_sampler=False,
             **trainer_kwargs,
         )
-        runner()
+        with guarded_fit(self, runner.trainer):  # Ctrl-C -> KeyboardInterrupt; 0 steps: untrained
+            runner()
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()

@@ -83,7 +83,12 @@ _REDRAW = "decoder.performer.calls_since_last_redraw"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit; the message names the file and problem."""
+    """A checkpoint or saved model directory that cannot be read, does not fit, or was modified.
+
+    Raised for released ``.ckpt`` files that are truncated, need pickle or have wrong shapes, and
+    for model directories whose files are damaged or fail the checksums recorded at save time.
+    The message names the file and the problem.
+    """
 
 
 def read_checkpoint(
@@ -121,6 +126,14 @@ def read_checkpoint(
 
 
 def _torch_load(path: Path, *, allow_pickle: bool) -> Any:
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if not (magic.startswith(b"PK") or magic[:1] == b"\x80"):  # torch.save: zip, or pickle
+        msg = (
+            f"{path} is not a readable PyTorch checkpoint: it is neither a zip archive nor a "
+            f"pickle (it starts with {magic!r}); pass the models.ckpt file or a model directory"
+        )
+        raise CheckpointError(msg)
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=True)
@@ -136,10 +149,12 @@ def _torch_load(path: Path, *, allow_pickle: bool) -> Any:
             f"Detail: {str(err).splitlines()[0]}"
         )
         raise CheckpointError(msg) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
+        # a file that is no checkpoint at all fails inside the unpickler (e.g. KeyError: 101)
+        detail = (str(err).splitlines() or [""])[0]
         msg = (
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-            f"{str(err).splitlines()[0]}"
+            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or another kind "
+            f"of file?): {type(err).__name__}: {detail}"
         )
         raise CheckpointError(msg) from err
 

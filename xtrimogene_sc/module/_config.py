@@ -116,6 +116,10 @@ class XTrimoGeneConfig:
         if name not in PRESETS:
             msg = f"unknown preset {name!r}; choose one of {sorted(PRESETS)}"
             raise ValueError(msg)
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            msg = f"unknown XTrimoGeneConfig fields {unknown}; valid: {[f.name for f in fields(cls)]}"
+            raise ValueError(msg)
         return replace(PRESETS[name], **overrides)
 
     def to_dict(self) -> dict[str, Any]:

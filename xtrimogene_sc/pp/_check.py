@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from xtrimogene_sc._constants import DEFAULT_KEYS
-from xtrimogene_sc.data._checks import check_counts
+from xtrimogene_sc.data._checks import check_counts, layer_matrix
 from xtrimogene_sc.data._vocab import GeneVocab
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def check_input(
     alignment = GeneVocab.default().align(
         adata, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
     )
-    X = adata.X if layer is None else adata.layers[layer]
+    X = layer_matrix(adata, layer)
     adata.obs[key_added] = check_counts(X, alignment=alignment, layer=layer)
     uns = adata.uns.setdefault(DEFAULT_KEYS.UNS, {})
     uns["alignment"] = alignment.to_dict()

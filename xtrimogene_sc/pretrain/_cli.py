@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from xtrimogene_sc.cli import non_negative_int, positive_int, user_command
 
 logger = logging.getLogger(__name__)
 
@@ -38,23 +39,29 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("inputs", nargs="+", type=Path, help=".h5ad files or directories of them")
     q.add_argument("--output-dir", required=True, type=Path, help="corpus directory to write")
-    q.add_argument("--min-genes", type=int, default=200, help="keep cells with >= this many genes")
+    q.add_argument(
+        "--min-genes",
+        type=non_negative_int,
+        default=200,
+        help="keep cells with >= this many genes",
+    )
     q.add_argument("--layer", default=None, help="raw-count layer ('raw' for adata.raw.X)")
     q.add_argument("--gene-symbols-key", default=None, help="var column with gene symbols")
-    q.add_argument("--cells-per-shard", type=int, default=100_000, help="cells per output shard")
+    q.add_argument(
+        "--cells-per-shard", type=positive_int, default=100_000, help="cells per output shard"
+    )
     q.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    q.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable inputs (named in a warning) instead of refusing all")  # fmt: skip
     q.set_defaults(func=_run_preprocess)
 
 
+@user_command("pretrain")
 def _run_pretrain(args: argparse.Namespace) -> int:
     from xtrimogene_sc.pretrain._config import PretrainConfig
     from xtrimogene_sc.pretrain._train import pretrain
 
-    try:
-        config = PretrainConfig.from_file(args.config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"xtrimogene-sc pretrain: {err}", file=sys.stderr)
-        return 2
+    config = PretrainConfig.from_file(args.config)
     run: dict[str, object] = {}
     if args.resume is not None:
         run["resume"] = args.resume
@@ -68,24 +75,26 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+@user_command("preprocess")
 def _run_preprocess(args: argparse.Namespace) -> int:
     from xtrimogene_sc.pretrain._preprocess import preprocess_h5ad
 
     inputs: list[Path] = []
     for path in args.inputs:  # directories contribute their .h5ad files, sorted
-        inputs += sorted(path.glob("*.h5ad")) if path.is_dir() else [path]
-    try:
-        out = preprocess_h5ad(
-            inputs,
-            args.output_dir,
-            min_genes=args.min_genes,
-            layer=args.layer,
-            gene_symbols_key=args.gene_symbols_key,
-            cells_per_shard=args.cells_per_shard,
-            progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"xtrimogene-sc preprocess: {err}", file=sys.stderr)
-        return 2
+        found = sorted(path.glob("*.h5ad")) if path.is_dir() else [path]
+        if not found:
+            msg = f"{path}: no .h5ad files in this folder"
+            raise ValueError(msg)
+        inputs += found
+    out = preprocess_h5ad(
+        inputs,
+        args.output_dir,
+        min_genes=args.min_genes,
+        layer=args.layer,
+        gene_symbols_key=args.gene_symbols_key,
+        cells_per_shard=args.cells_per_shard,
+        progress=not args.no_progress,
+        skip_bad=args.skip_bad,
+    )
     print(out)
     return 0

@@ -19,6 +19,7 @@ Relative paths (``data.paths`` for h5ad/preprocessed sources, ``run.output_dir``
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -125,6 +126,14 @@ class OptimConfig:
         _check_min("optim.accumulate_grad_batches", self.accumulate_grad_batches, 1)
         _check_min("optim.max_steps", self.max_steps, 1)
         _check_min("optim.warmup_steps", self.warmup_steps, 0)
+        _check_min("optim.seed", self.seed, 0)
+        for name in ("lr", "weight_decay", "min_lr_ratio", "gradient_clip_val"):
+            value = getattr(self, name)
+            if value is not None or name != "gradient_clip_val":
+                _check_real(f"optim.{name}", value)
+        if self.weight_decay < 0 or (self.gradient_clip_val or 0) < 0:
+            msg = "optim.weight_decay and optim.gradient_clip_val must be >= 0"
+            raise ValueError(msg)
         if not self.lr > 0:
             msg = f"optim.lr must be positive, got {self.lr}"
             raise ValueError(msg)
@@ -151,6 +160,8 @@ class RDAConfig:
     min_counts: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("p_full", "min_fraction", "max_fraction"):
+            _check_real(f"rda.{name}", getattr(self, name))
         if not 0.0 <= self.p_full <= 1.0:
             msg = f"rda.p_full must lie in [0, 1], got {self.p_full}"
             raise ValueError(msg)
@@ -223,15 +234,23 @@ class PretrainConfig:
         if not path.is_file():
             msg = f"config file {path} does not exist"
             raise FileNotFoundError(msg)
-        if path.suffix.lower() == ".toml":
-            with path.open("rb") as fh:
-                values = tomllib.load(fh)
-        elif path.suffix.lower() == ".json":
-            values = json.loads(path.read_text())
-        else:
+        if path.suffix.lower() not in (".toml", ".json"):
             msg = f"config file {path} must end in .toml or .json"
             raise ValueError(msg)
-        return cls.from_dict(values, base_dir=path.parent)
+        try:
+            text = path.read_text(encoding="utf-8")
+            values = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+        except (UnicodeDecodeError, ValueError) as err:  # TOMLDecodeError, JSONDecodeError
+            msg = f"config file {path} is not valid {path.suffix[1:].upper()}: {err}"
+            raise ValueError(msg) from err
+        if not isinstance(values, dict):
+            msg = f"config file {path} must hold tables/objects, not a {type(values).__name__}"
+            raise ValueError(msg)
+        try:
+            return cls.from_dict(values, base_dir=path.parent)
+        except ValueError as err:
+            msg = f"config file {path}: {err}"
+            raise ValueError(msg) from err
 
     @classmethod
     def from_dict(
@@ -244,12 +263,20 @@ class PretrainConfig:
             raise ValueError(msg)
         sections = {}
         for name, section in _SECTIONS.items():
-            table = dict(values.get(name, {}))
+            table = values.get(name, {})
+            if not isinstance(table, dict):
+                msg = f"[{name}] must be a table of settings, got {table!r}"
+                raise ValueError(msg)
+            table = dict(table)
             if name == "model":
                 table = {"preset": table.pop("preset", "100m"), "overrides": table}
             else:
                 _check_keys(name, table, section)
-            sections[name] = section(**table)
+            try:
+                sections[name] = section(**table)
+            except TypeError as err:  # e.g. lr = "fast", paths = 5
+                msg = f"[{name}] has a value of the wrong type ({err})"
+                raise ValueError(msg) from err
         config = cls(**sections)
         return config if base_dir is None else config._resolve_paths(Path(base_dir))
 
@@ -308,6 +335,12 @@ def _check_keys(section: str, table: dict[str, Any], cls: type) -> None:
 def _check_min(name: str, value: int, minimum: int) -> None:
     if not isinstance(value, int) or value < minimum:
         msg = f"{name} must be an integer >= {minimum}, got {value!r}"
+        raise ValueError(msg)
+
+
+def _check_real(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        msg = f"{name} must be a finite number, got {value!r}"
         raise ValueError(msg)
 
 

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import struct
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._vocab import GeneVocab
 
+from ._inputs import describe_read_error, drop_known_content, open_inputs
 from ._sources import (
     ARRAYS,
     FORMAT_NAME,
@@ -214,6 +216,7 @@ def preprocess_h5ad(
     gene_symbols_key: str | None = None,
     cells_per_shard: int = 100_000,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> Path:
     """Convert h5ad files into aligned, QC-filtered shards for :class:`PreprocessedSource`.
 
@@ -224,6 +227,8 @@ def preprocess_h5ad(
     output_dir
         Corpus folder (created). Rerunning on the same folder resumes: inputs recorded as complete
         with unchanged size and modification time are skipped, half-written shards are removed.
+        Inputs are also known by content (size and SHA-256): a file already in the corpus under
+        another path (a moved folder, a copy) is not processed again, so no cell is there twice.
     min_genes
         Keep cells with at least this many expressed vocabulary genes (scFoundation QC: 200).
     layer
@@ -234,11 +239,21 @@ def preprocess_h5ad(
         Maximum cells per shard; smaller shards balance better across ranks and workers.
     progress
         Show a progress bar over input cells.
+    skip_bad
+        Skip, with a warning, input files that cannot be read (not HDF5, truncated, too few
+        vocabulary genes, no such layer, not raw counts) instead of refusing. They are listed in
+        the manifest's ``skipped`` entry and tried again by the next run.
 
     Returns
     -------
     Path
         ``output_dir``, to be passed to :class:`PreprocessedSource`.
+
+    Raises
+    ------
+    ValueError
+        Without ``skip_bad``: naming every input that cannot be opened, before anything is
+        processed, or the first one whose values are not raw counts.
     """
     if min_genes < 0 or cells_per_shard < 1:
         msg = (
@@ -259,23 +274,55 @@ def preprocess_h5ad(
     pending = [p for p in paths if not _is_done(manifest, p)]
     for path in pending:
         _forget_input(manifest, str(path))
+    pending, prints = drop_known_content(manifest, pending)
+    sources, bad = open_inputs(
+        pending, layer=layer, gene_symbols_key=gene_symbols_key, skip_bad=skip_bad
+    )
     _remove_orphans(shards_dir, manifest)
     manifest["complete"] = False
     write_manifest(out, manifest)
-    if pending:
-        logger.info("preprocessing %d of %d input files", len(pending), len(paths))
-        source = H5adDirectorySource(pending, layer=layer, gene_symbols_key=gene_symbols_key)
-        with tqdm(
-            total=source.n_cells, unit="cell", desc="preprocess", disable=not progress
-        ) as bar:
-            for path in pending:
-                record, shards = _process_file(source, str(path), shards_dir, params, bar)
-                manifest["inputs"][str(path)] = record
-                manifest["shards"].extend(shards)
-                write_manifest(out, manifest)
+    if sources:
+        logger.info("preprocessing %d of %d input files", len(sources), len(paths))
+        _process_all(
+            sources, prints, manifest, out, params, progress=progress,
+            bad=bad if skip_bad else None,
+        )  # fmt: skip
+    manifest["skipped"] = bad
     manifest["complete"] = True
     write_manifest(out, manifest)
     return out
+
+
+def _process_all(
+    sources: dict[str, H5adDirectorySource],
+    prints: dict[str, dict[str, Any]],
+    manifest: dict[str, Any],
+    out: Path,
+    params: dict[str, Any],
+    *,
+    progress: bool,
+    bad: dict[str, str] | None,
+) -> None:
+    """Process each input into shards, updating the manifest after each one.
+
+    ``bad`` collects inputs that fail while being read (e.g. non-integer values) when bad
+    inputs are to be skipped; ``None`` raises on the first one.
+    """
+    total = sum(s.n_cells for s in sources.values())
+    with tqdm(total=total, unit="cell", desc="preprocess", disable=not progress) as bar:
+        for path, source in sources.items():
+            try:
+                record, shards = _process_file(source, path, out / "shards", params, bar)
+            except (OSError, KeyError, ValueError) as err:
+                reason = describe_read_error(Path(path), err)
+                if bad is None:
+                    raise ValueError(reason) from err
+                bad[path] = reason
+                warnings.warn(f"skipping {reason}", UserWarning, stacklevel=4)
+                continue
+            manifest["inputs"][path] = record | {"sha256": prints[path]["sha256"]}
+            manifest["shards"].extend(shards)
+            write_manifest(out, manifest)
 
 
 def _process_file(

@@ -112,7 +112,12 @@ def _matrix_key(f: h5py.File, path: Path, layer: str | None) -> tuple[str, str]:
 def _inspect_h5ad(
     path: Path, layer: str | None, gene_symbols_key: str | None, min_gene_overlap: float
 ) -> tuple[_H5adShard, dict[str, int | float]]:
-    with h5py.File(path, "r") as f:
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        msg = f"{path}: not a readable .h5ad (HDF5) file, or truncated/damaged ({err})"
+        raise ValueError(msg) from err
+    with handle as f:
         key, var_key = _matrix_key(f, path, layer)
         node = f[key]
         if isinstance(node, h5py.Dataset):

@@ -36,6 +36,7 @@ from xtrimogene_sc.pretrain._callbacks import (
 from xtrimogene_sc.pretrain._config import DataConfig, PretrainConfig
 from xtrimogene_sc.pretrain._export import CHECKPOINT_META_KEY, checkpoint_meta, export_pretrained
 from xtrimogene_sc.pretrain._rda import ReadDepthAugmentation
+from xtrimogene_sc.pretrain._resume import RESUME_KEY, check_resume, resume_settings
 from xtrimogene_sc.pretrain._soma import SomaSource
 from xtrimogene_sc.pretrain._sources import H5adDirectorySource, PreprocessedSource
 from xtrimogene_sc.pretrain._stream import StreamingCellDataset
@@ -235,8 +236,10 @@ def pretrain(
         num_workers=config.data.num_workers,
     )
     trainer = _build_trainer(config, [position, *callbacks])
+    plan.meta[RESUME_KEY] = resume_settings(config, datamodule.source, trainer.world_size)
     resume_from = find_resume_checkpoint(run.checkpoint_dir) if run.resume else None
     if resume_from is not None:
+        check_resume(resume_from, plan.meta[RESUME_KEY])
         logger.info("resuming from %s", resume_from)
     elif not run.resume and find_resume_checkpoint(run.checkpoint_dir) is not None:
         msg = f"resume is off: checkpoints in {run.checkpoint_dir} will be overwritten"

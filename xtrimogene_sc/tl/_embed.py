@@ -17,6 +17,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def check_embedding_model(model: Any) -> None:
+    """Refuse anything that is not a model with ``get_latent_representation`` (e.g. a path)."""
+    if not callable(getattr(model, "get_latent_representation", None)):
+        msg = (
+            f"model must be an XTrimoGene (e.g. xtg.XTrimoGene.load(path)), got "
+            f"{type(model).__name__} {model!r:.60}"
+        )
+        raise TypeError(msg)
+
+
 def embed(
     adata: AnnData,
     model: XTrimoGene,
@@ -63,6 +73,10 @@ def embed(
     >>> xtg.tl.embed(adata, model)  # doctest: +SKIP
     >>> sc.pp.neighbors(adata, use_rep="X_xtg")  # doctest: +SKIP
     """
+    check_embedding_model(model)
+    if not isinstance(key_added, str) or not key_added:
+        msg = f"key_added must be a non-empty string (an obsm key), got {key_added!r}"
+        raise ValueError(msg)
     start = time.perf_counter()
     adata = adata.copy() if copy else adata
     latent = model.get_latent_representation(

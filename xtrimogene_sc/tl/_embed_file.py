@@ -14,6 +14,7 @@ import numpy as np
 from anndata.io import write_elem
 
 from xtrimogene_sc._constants import DEFAULT_KEYS
+from xtrimogene_sc.tl._embed import check_embedding_model
 
 if TYPE_CHECKING:
     from xtrimogene_sc.model import XTrimoGene
@@ -69,11 +70,15 @@ def embed_h5ad(
     -------
     The path written.
     """
+    check_embedding_model(model)
     source, target = Path(path), Path(output)
     if not source.is_file():
         msg = f"{source}: no such .h5ad file"
         raise FileNotFoundError(msg)
     for out in (target, genes_output):
+        if out is not None and Path(out).is_dir():
+            msg = f"{out} is a directory; give the path of the file to write"
+            raise IsADirectoryError(msg)
         if out is not None and Path(out).exists() and not overwrite and Path(out) != source:
             msg = f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
             raise FileExistsError(msg)
