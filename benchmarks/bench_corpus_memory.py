@@ -73,7 +73,8 @@ def synthetic_blocks(n_cells: int, mean_genes: int, seed: int):
 
 def write_corpus(root: Path, n_cells: int, shard_cells: int, mean_genes: int, seed: int) -> list:
     """Preprocessed shards (``root/shards``) and a manifest; returns the shard entries."""
-    from xtrimogene_sc.pretrain._preprocess import ShardWriter, new_manifest, write_manifest
+    from xtrimogene_sc.pretrain._manifest import new_manifest, write_manifest
+    from xtrimogene_sc.pretrain._preprocess import ShardWriter
 
     writer = ShardWriter(root / "shards", "synthetic", shard_cells, source="synthetic")
     for block in synthetic_blocks(n_cells, mean_genes, seed):
@@ -114,7 +115,7 @@ def write_h5ad_corpus(
 
 def make_view(root: Path, shards: list, n_cells: int, fmt: str) -> Path:
     """A corpus folder holding (by manifest or symlinks) the first shards with ``n_cells`` cells."""
-    from xtrimogene_sc.pretrain._preprocess import new_manifest, write_manifest
+    from xtrimogene_sc.pretrain._manifest import new_manifest, write_manifest
 
     view = root / f"view-{n_cells}"
     view.mkdir(exist_ok=True)

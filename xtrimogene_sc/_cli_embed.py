@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xtrimogene_sc.cli import positive_int, user_command
+from xtrimogene_sc._cli_common import positive_int, user_command
 
 _POOLINGS = ["concat", "max", "mean", "depth_tokens", "max_all_tokens"]
 

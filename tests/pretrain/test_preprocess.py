@@ -13,7 +13,8 @@ from xtrimogene_sc.data import GeneVocab
 from xtrimogene_sc.data._tokenize import align_rows
 from xtrimogene_sc.datasets import synthetic_counts
 from xtrimogene_sc.pretrain import _preprocess
-from xtrimogene_sc.pretrain._preprocess import preprocess_h5ad, read_manifest
+from xtrimogene_sc.pretrain._manifest import read_manifest
+from xtrimogene_sc.pretrain._preprocess import preprocess_h5ad
 from xtrimogene_sc.pretrain._sources import PreprocessedSource
 from xtrimogene_sc.pretrain._stream import StreamingCellDataset
 

@@ -17,7 +17,7 @@ import xtrimogene_sc as xtg
 from xtrimogene_sc.model import CheckpointError
 from xtrimogene_sc.model import _io as model_io
 from xtrimogene_sc.pretrain import PretrainConfig, preprocess_h5ad, pretrain
-from xtrimogene_sc.pretrain._preprocess import read_manifest
+from xtrimogene_sc.pretrain._manifest import read_manifest
 
 
 def _entries(folder: Path) -> list[str]:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from xtrimogene_sc.cli import non_negative_int, positive_int, user_command
+from xtrimogene_sc._cli_common import non_negative_int, positive_int, user_command
 
 logger = logging.getLogger(__name__)
 

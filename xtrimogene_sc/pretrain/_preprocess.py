@@ -16,7 +16,6 @@ after every input file, so an interrupted run resumes with the first unfinished 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -32,17 +31,10 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from xtrimogene_sc._constants import TOKENS
-from xtrimogene_sc.data._vocab import GeneVocab
 
 from ._inputs import describe_read_error, drop_known_content, open_inputs
-from ._sources import (
-    ARRAYS,
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    MANIFEST,
-    H5adDirectorySource,
-    list_h5ad,
-)
+from ._manifest import MANIFEST, new_manifest, read_manifest, write_manifest
+from ._sources import ARRAYS, H5adDirectorySource, list_h5ad
 
 logger = logging.getLogger(__name__)
 
@@ -50,50 +42,6 @@ _TMP = ".tmp-"
 _HEADER_BYTES = 128
 _MAX_EXACT_FLOAT32 = 2**24
 _READ_BLOCK = 8192
-
-
-def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
-    """Load and check the manifest of a preprocessed corpus."""
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        msg = f"{directory} has no {MANIFEST}; create the corpus with preprocess_h5ad(...)."
-        raise FileNotFoundError(msg)
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
-        msg = (
-            f"{path}: format {manifest.get('format')!r} version {manifest.get('format_version')!r} "
-            f"is not {FORMAT_NAME!r} version {FORMAT_VERSION}; preprocess the inputs again."
-        )
-        raise ValueError(msg)
-    if manifest.get("vocab_sha256") != GeneVocab.default().sha256:
-        msg = f"{path}: written for a different gene vocabulary; preprocess the inputs again."
-        raise ValueError(msg)
-    return manifest
-
-
-def new_manifest(**params: Any) -> dict[str, Any]:
-    """An empty manifest carrying the preprocessing parameters."""
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "vocab_sha256": GeneVocab.default().sha256,
-        "n_genes": TOKENS.N_GENES,
-        "params": params,
-        "complete": False,
-        "n_cells": 0,
-        "nnz": 0,
-        "shards": [],
-        "inputs": {},
-    }
-
-
-def write_manifest(directory: str | os.PathLike, manifest: dict[str, Any]) -> None:
-    """Write the manifest atomically (temporary file, then rename), updating the totals."""
-    manifest["n_cells"] = sum(int(s["n_cells"]) for s in manifest["shards"])
-    manifest["nnz"] = sum(int(s["nnz"]) for s in manifest["shards"])
-    tmp = Path(directory) / f"{_TMP}{MANIFEST}"
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    os.replace(tmp, Path(directory) / MANIFEST)
 
 
 class _NpyAppender:

@@ -25,6 +25,8 @@ from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._tokenize import align_rows
 from xtrimogene_sc.data._vocab import GeneVocab
 
+from ._manifest import read_manifest
+
 logger = logging.getLogger(__name__)
 
 _INT_TOL = 1e-4
@@ -247,9 +249,6 @@ def list_h5ad(paths_or_dir: str | os.PathLike | Sequence[str | os.PathLike]) -> 
 
 
 # ------------------------------------------------------------------------ preprocessed format
-FORMAT_NAME = "xtrimogene-sc-corpus"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 ARRAYS = {"indptr": np.dtype("<i8"), "indices": np.dtype("<u2"), "data": np.dtype("<f4")}
 
 
@@ -285,8 +284,6 @@ class PreprocessedSource:
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:
-        from ._preprocess import read_manifest
-
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
         if not self.manifest.get("complete", False):

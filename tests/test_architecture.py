@@ -1,0 +1,82 @@
+"""The package's modules import each other without circles, lazy and type-only imports included.
+
+A circle means two modules each need the other; the shared piece belongs in a module below both.
+Package ``__init__`` files only re-export, so they are left out of the graph.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "xtrimogene_sc"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    inits = {name for name, p in modules.items() if p.name == "__init__.py"}
+    graph: dict[str, set[str]] = {name: set() for name in modules if name not in inits}
+    for name in graph:
+        path = modules[name]
+        package = name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                for candidate in (f"{target}.{alias.name}", target):
+                    if candidate in graph and candidate != name:
+                        graph[name].add(candidate)
+                        break
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "active"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "active":
+                found.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = "done"
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    return found
+
+
+def test_the_graph_is_read():
+    graph = _import_graph()
+    assert "xtrimogene_sc.model._model" in graph["xtrimogene_sc.model._classifier"]
+    assert "xtrimogene_sc.module._module" in graph["xtrimogene_sc.model._model"]
+
+
+def test_no_import_circles():
+    cycles = _cycles(_import_graph())
+    assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_torch_layers_never_import_user_facing_code():
+    graph = _import_graph()
+    low = [m for m in graph if m.split(".")[1] in ("nn", "module", "data")]
+    high = (
+        "xtrimogene_sc.model",
+        "xtrimogene_sc.tl",
+        "xtrimogene_sc.pl",
+        "xtrimogene_sc.pretrain",
+    )
+    upward = {m: sorted(t for t in graph[m] if t.startswith(high)) for m in low}
+    assert not {m: t for m, t in upward.items() if t}
