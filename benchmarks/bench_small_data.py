@@ -34,7 +34,6 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "annotation" / "zheng2017_sorted_pbmc.h5ad"
-RESOLUTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0)
 POOLINGS = ("concat", "mean", "max")
 
 
@@ -54,55 +53,22 @@ def load(name: str) -> tuple[Any, str]:
 
 
 # ------------------------------------------------------------------------------ metrics
-def knn_accuracy(embedding: np.ndarray, labels: np.ndarray, seed: int) -> float:
-    """Stratified 5-fold accuracy of a 15-nearest-neighbour classifier."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    return float(cross_val_score(KNeighborsClassifier(15), embedding, labels, cv=folds).mean())
-
-
-def leiden_ari(embedding: np.ndarray, labels: np.ndarray, seed: int) -> float:
-    """ARI of Leiden clusters at the grid resolution whose cluster count is nearest the labels'."""
-    import anndata as ad
-    import scanpy as sc
-    from sklearn.metrics import adjusted_rand_score
-
-    graph = ad.AnnData(np.zeros((len(labels), 1), dtype=np.float32))
-    graph.obsm["X"] = embedding
-    sc.pp.neighbors(graph, use_rep="X", n_neighbors=15, random_state=seed)
-    n_labels = len(np.unique(labels))
-    best = None
-    for resolution in RESOLUTIONS:
-        sc.tl.leiden(graph, resolution=resolution, flavor="igraph", n_iterations=2,
-                     random_state=seed)  # fmt: skip
-        clusters = graph.obs["leiden"].to_numpy()
-        gap = abs(len(np.unique(clusters)) - n_labels)
-        if best is None or gap < best[0]:
-            best = (gap, adjusted_rand_score(labels, clusters))
-    return float(best[1])
-
-
 def score(embedding: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
-    """Both metrics of one embedding."""
-    return {"knn_acc": knn_accuracy(embedding, labels, seed),
-            "leiden_ari": leiden_ari(embedding, labels, seed)}  # fmt: skip
+    """kNN accuracy and Leiden ARI of one embedding (:func:`xtrimogene_sc.tl.score_embedding`)."""
+    from xtrimogene_sc.tl._scores import knn_accuracy, leiden_ari
+
+    return {
+        "knn_acc": knn_accuracy(embedding, labels, n_neighbors=15, n_folds=5, seed=seed),
+        "leiden_ari": leiden_ari(embedding, labels, n_neighbors=15, seed=seed)[0],
+    }
 
 
 # ------------------------------------------------------------------------------ methods
 def pca_embedding(adata: Any, seed: int) -> np.ndarray:
-    """scanpy's standard: normalise, log1p, HVGs (when > 2,000 genes), scale, 50 PCs."""
-    import scanpy as sc
+    """scanpy's standard PCA (:func:`xtrimogene_sc.tl._scores.pca_reference`)."""
+    from xtrimogene_sc.tl._scores import pca_reference
 
-    data = adata.copy()
-    sc.pp.normalize_total(data, target_sum=1e4)
-    sc.pp.log1p(data)
-    if data.n_vars > 2000:
-        sc.pp.highly_variable_genes(data, n_top_genes=2000, subset=True)
-    sc.pp.scale(data, max_value=10)
-    sc.pp.pca(data, n_comps=50, random_state=seed)
-    return data.obsm["X_pca"]
+    return pca_reference(adata, seed=seed)
 
 
 def scvi_embedding(adata: Any, seed: int, max_epochs: int | None) -> np.ndarray:

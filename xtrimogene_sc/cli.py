@@ -18,13 +18,14 @@ from xtrimogene_sc._cli_common import Parser, positive_int, user_command
 
 @user_command("demo")
 def _demo(args: argparse.Namespace) -> int:
-    from xtrimogene_sc._demo import run_demo
+    from xtrimogene_sc._demo import comparison_table, run_demo
 
     metrics = run_demo(
         args.out, epochs=args.epochs, preset=args.preset, decoder_mode=args.decoder_mode,
         seed=args.seed,
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
+    print(comparison_table(metrics))
     print(f"wrote {args.out}/pbmc_xtg.h5ad, {args.out}/umap.png, {args.out}/model/")
     return 0
 
@@ -38,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="train, embed, cluster and annotate the bundled PBMC data")
     demo.add_argument("--out", default="xtg_demo", help="output folder (default: xtg_demo)")
-    demo.add_argument("--epochs", type=positive_int, default=10)
-    demo.add_argument("--preset", default="tiny")
-    demo.add_argument("--decoder-mode", choices=["masked", "full"], default="masked",
+    demo.add_argument("--epochs", type=positive_int, default=None,
+                      help="default: the small-data recipe's")  # fmt: skip
+    demo.add_argument("--preset", default=None, help="default: the small-data recipe's")
+    demo.add_argument("--decoder-mode", choices=["masked", "full"], default=None,
                       help="'full' is the reference decoder (about 15x slower on CPU)")  # fmt: skip
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)

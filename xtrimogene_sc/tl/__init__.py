@@ -4,6 +4,7 @@ from xtrimogene_sc.tl._annotate import annotate, check_gene_overlap
 from xtrimogene_sc.tl._embed import embed
 from xtrimogene_sc.tl._embed_file import embed_h5ad
 from xtrimogene_sc.tl._probe import EmbeddingProbe
+from xtrimogene_sc.tl._scores import score_embedding
 from xtrimogene_sc.train._calibration import expected_calibration_error
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     "embed",
     "embed_h5ad",
     "expected_calibration_error",
+    "score_embedding",
 ]
