@@ -98,7 +98,7 @@ def xtg_embeddings(
         xtg.XTrimoGene.setup_anndata(data)
         model = xtg.XTrimoGene(data, preset=recipe.preset, **recipe.config_overrides())
         start = time.perf_counter()
-        model.train(**recipe.train_kwargs(), enable_progress_bar=False, logger=False,
+        model.train(**recipe.train_kwargs(data.n_obs), enable_progress_bar=False, logger=False,
                     enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
         seconds = time.perf_counter() - start
         out = {p: model.get_latent_representation(pooling=p, progress=False) for p in poolings}
@@ -113,8 +113,8 @@ def sweep_variants() -> dict[str, Any]:
     return {
         "default": base,
         "vocabulary zeros": replace(base, zero_mask_scope="vocabulary"),
-        "epochs x0.5": replace(base, epochs=max(1, base.epochs // 2)),
-        "epochs x2": replace(base, epochs=base.epochs * 2),
+        "steps x0.5": replace(base, steps=base.steps // 2),
+        "steps x2": replace(base, steps=base.steps * 2),
         "lr x0.3": replace(base, lr=base.lr * 0.3),
         "lr x3": replace(base, lr=base.lr * 3),
         "mask 0.5": replace(base, mask_ratio_nonzero=0.5),
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             variants = sweep_variants() if args.sweep else {"recipe": SMALL_DATA_RECIPE}
             for label, recipe in variants.items():
                 if args.quick:
-                    recipe = replace(recipe, epochs=1)
+                    recipe = replace(recipe, steps=1, epochs=1)
                 poolings = POOLINGS if args.sweep else (recipe.pooling,)
                 embeddings, seconds = xtg_embeddings(adata, seed, recipe, poolings)
                 for pooling, emb in embeddings.items():

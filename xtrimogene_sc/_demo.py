@@ -62,7 +62,7 @@ def run_demo(
     logger.info("%s", model._model_summary_string)
     mse_before = model.get_reconstruction_error()
     start = time.perf_counter()
-    model.train(**recipe.train_kwargs())
+    model.train(**recipe.train_kwargs(adata.n_obs))
     train_seconds = time.perf_counter() - start
     mse_after = model.get_reconstruction_error()
 

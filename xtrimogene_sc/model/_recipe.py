@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,12 @@ class TrainingRecipe:
         Size preset (see :meth:`~xtrimogene_sc.XTrimoGeneConfig.preset`).
     decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout
         :class:`~xtrimogene_sc.XTrimoGeneConfig` fields.
-    epochs, batch_size, lr
+    steps
+        Optimiser steps to train for; the number of epochs follows from the data size (at
+        least one). Small data sets need many passes, large ones few.
+    epochs
+        If set, train for exactly this many epochs instead of ``steps``.
+    batch_size, lr
         :meth:`~xtrimogene_sc.XTrimoGene.train` arguments.
     pooling
         Pooling for :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`.
@@ -27,7 +33,8 @@ class TrainingRecipe:
     mask_ratio_nonzero: float = 0.3
     zero_mask_scope: str = "observed"
     encoder_dropout: float = 0.1
-    epochs: int = 10
+    steps: int = 1200
+    epochs: int | None = None
     batch_size: int = 32
     lr: float = 1e-3
     pooling: str = "concat"
@@ -41,9 +48,21 @@ class TrainingRecipe:
             "encoder_dropout": self.encoder_dropout,
         }
 
-    def train_kwargs(self) -> dict[str, Any]:
-        """Arguments to pass to :meth:`~xtrimogene_sc.XTrimoGene.train`."""
-        return {"max_epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+    def train_kwargs(self, n_obs: int, train_size: float = 0.9) -> dict[str, Any]:
+        """Arguments to pass to :meth:`~xtrimogene_sc.XTrimoGene.train` for ``n_obs`` cells."""
+        return {
+            "max_epochs": self.epochs_for(n_obs, train_size),
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "train_size": train_size,
+        }
+
+    def epochs_for(self, n_obs: int, train_size: float = 0.9) -> int:
+        """Epochs that give about ``steps`` optimiser steps on ``n_obs`` cells."""
+        if self.epochs is not None:
+            return self.epochs
+        batches = max(1, math.ceil(round(train_size * n_obs) / self.batch_size))
+        return max(1, round(self.steps / batches))
 
 
 SMALL_DATA_RECIPE = TrainingRecipe()
