@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from xtrimogene_sc.tl._annotate import annotate, check_gene_overlap
 from xtrimogene_sc.tl._embed import embed
+from xtrimogene_sc.tl._perturbation import perturbation_metrics
 from xtrimogene_sc.tl._probe import EmbeddingProbe, expected_calibration_error
 
 __all__ = [
@@ -10,4 +11,5 @@ __all__ = [
     "check_gene_overlap",
     "embed",
     "expected_calibration_error",
+    "perturbation_metrics",
 ]
