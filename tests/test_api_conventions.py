@@ -33,6 +33,7 @@ NOT_ADATA_FIRST = {
 TL_WRITES_NOTHING = {
     "tl.check_gene_overlap": "returns the gene overlap of two AnnData objects as a number",
     "tl.expected_calibration_error": "returns a calibration metric as a number",
+    "tl.perturbation_metrics": "returns a table of scores of predictions against observed cells",
 }
 
 _PARAM_HEADER = re.compile(r"^\s*Parameters\s*\n\s*-{3,}\s*$", re.MULTILINE)

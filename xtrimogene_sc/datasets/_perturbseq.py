@@ -25,21 +25,21 @@ from xtrimogene_sc.data._vocab import GeneVocab
 CONTROL = "ctrl"
 KNOCKDOWN_LOG_FOLD = -2.0  # ln scale: about 86% knockdown of the targeted gene
 INTERACTIONS = {"synergy": 1.8, "buffering": 0.3, "epistasis": None}
-_PROGRAM_SD = 0.6  # cell-to-cell sd of program activity (the co-expression signal)
+_PROGRAM_SD = 0.8  # cell-to-cell sd of program activity (the co-expression signal)
 _OVERDISPERSION_SHAPE = 10.0  # gamma-Poisson shape: mild extra-Poisson noise
 
 
 def synthetic_perturbseq(
     *,
-    n_genes: int = 500,
-    n_programs: int = 12,
-    program_size: int = 20,
+    n_genes: int = 300,
+    n_programs: int = 10,
+    program_size: int = 15,
     n_single: int = 60,
     n_combos: int = 60,
     cells_per_condition: int = 30,
     n_control: int = 800,
     interaction_fraction: float = 0.5,
-    library_size: float = 800.0,
+    library_size: float = 2500.0,
     seed: int = 0,
 ) -> AnnData:
     """Simulated CRISPRi Perturb-seq counts with known single-gene and combination effects.

@@ -125,10 +125,10 @@ class XTrimoGenePerturbation(PerturbationPredictor):
                 source, adata, self.setup, self.genes, gene_representation, context_cells
             )
         self.module = _build_module(
-            copy.deepcopy(source.module), len(self.genes.positions), features, self.seen_,
+            copy.deepcopy(source.module), self.genes, features, self.seen_,
             **self.hparams,
         )  # fmt: skip
-        self.history_ = pd.DataFrame()
+        self.history = pd.DataFrame()
 
     def __repr__(self) -> str:
         state = "trained" if self.profiles_ is not None else "not trained"
@@ -201,13 +201,13 @@ class XTrimoGenePerturbation(PerturbationPredictor):
             state_of = live_states(
                 self.module, lambda i: tokenize_counts(X[rows[i]], var_to_position)
             )
-        self.history_ = fit_head(
+        self.history = fit_head(
             self.module, pairs, state_of, max_steps=max_steps, batch_size=batch_size, lr=lr,
             backbone_lr=lr if backbone_lr is None else backbone_lr, weight_decay=weight_decay,
             seed=seed, progress=progress,
         )  # fmt: skip
         logger.info("trained on %d groups; final loss %.4g", len(pairs.group_type),
-                    self.history_["train_loss"].iloc[-1])  # fmt: skip
+                    self.history["train_loss"].iloc[-1])  # fmt: skip
 
     def _pairs(self, profiles, cells: ControlCells) -> TrainingPairs:
         groups = profiles.observed_groups()
@@ -260,7 +260,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         super()._check_condition(name, condition)
 
     def _profiles(self):
-        if self.history_.empty:
+        if self.history.empty:
             msg = "XTrimoGenePerturbation is not trained; call train() first"
             raise RuntimeError(msg)
         return self.profiles_
@@ -292,7 +292,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
             "training_conditions": self.training_conditions,
             "head": self.hparams,
             "gene_feature_dim": self._gene_feature_dim(),
-            "history": self.history_.to_dict(orient="list"),
+            "history": self.history.to_dict(orient="list"),
         }
         save_directory(
             dir_path, config=self.module.backbone.config, state_dict=self.module.state_dict(),
@@ -332,11 +332,11 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         if meta["gene_feature_dim"]:
             features = torch.zeros((TOKENS.N_POSITIONS, meta["gene_feature_dim"]))
         model.module = _build_module(
-            XTrimoGeneModule(config), len(positions), features, model.seen_, **model.hparams
+            XTrimoGeneModule(config), model.genes, features, model.seen_, **model.hparams
         )
         load_state_checked(model.module, state_dict)
         model.module.to(device).eval()
-        model.history_ = pd.DataFrame(meta.get("history", {}))
+        model.history = pd.DataFrame(meta.get("history", {}))
         model.profiles_ = _names_only(meta["training_conditions"], model.setup)
         return model
 
@@ -365,7 +365,7 @@ def _state_width(config: XTrimoGeneConfig, pooling: Pooling) -> int:
 
 def _build_module(
     backbone: XTrimoGeneModule,
-    n_genes: int,
+    genes: GeneSpace,
     features: torch.Tensor | None,
     seen: list[str],
     *,
@@ -376,13 +376,14 @@ def _build_module(
     dropout: float,
     transfer_prob: float,
 ) -> PerturbationModule:
-    seen_ids = None
+    seen_ids = outputs = None
     if features is not None:
         seen_ids = torch.as_tensor(GeneVocab.default().positions(seen), dtype=torch.long)
+        outputs = torch.as_tensor(genes.positions, dtype=torch.long)
     head = PerturbationHead(
-        state_dim=_state_width(backbone.config, pooling), n_genes=n_genes, seen=len(seen),
-        hidden_dim=hidden_dim, dropout=dropout, gene_features=features, seen_ids=seen_ids,
-        transfer_prob=transfer_prob,
+        state_dim=_state_width(backbone.config, pooling), n_genes=len(genes.positions),
+        seen=len(seen), hidden_dim=hidden_dim, dropout=dropout, gene_features=features,
+        seen_ids=seen_ids, output_positions=outputs, transfer_prob=transfer_prob,
     )  # fmt: skip
     return PerturbationModule(
         backbone, head, pooling=pooling, n_trainable_layers=n_trainable_layers

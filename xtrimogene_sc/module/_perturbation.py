@@ -9,9 +9,12 @@ encoded cell state ``s``, a member contributes ``u(v, s)`` (an MLP) to the shift
 of the cell's log-normalised profile is additive over the members plus an interaction term for
 combinations::
 
-    shift = W sum_m u_m + M b + [M > 1] W_int w(sum_m v_m, s)
+    shift = W sum_m u_m + M b + [M > 1] W_int w(sum_m v_m, s) + d sum_m onehot(m)
 
-``W_int`` starts at zero: an untrained interaction leaves combinations additive.
+``W_int`` starts at zero: an untrained interaction leaves combinations additive. For genetic
+conditions the last term is the direct effect of a perturbation on the perturbed gene itself
+(e.g. a CRISPRi knockdown lowers its target), one learned value ``d`` shared by all genes, so
+that a gene never perturbed in training still changes itself.
 
 A gene never seen perturbed borrows its contribution through the backbone's gene embeddings
 ``e``: ``u(g) = sum_s a_gs u(v_s, s)``, ``a_g = softmax_s(beta cos(e_g, e_s))`` over the seen
@@ -60,6 +63,9 @@ class PerturbationHead(nn.Module):
         (genetic conditions); ``None`` for treatments, which cannot be borrowed.
     seen_ids
         ``(S,)`` vocabulary position of each seen gene (genetic conditions).
+    output_positions
+        ``(G,)`` vocabulary position of each predicted gene (genetic conditions: where the direct
+        effect on a perturbed gene goes).
     transfer_prob
         Probability that a seen gene borrows in the second, borrowing pass of a training step
         (see :meth:`draw_borrowing`).
@@ -75,6 +81,7 @@ class PerturbationHead(nn.Module):
         dropout: float = 0.1,
         gene_features: torch.Tensor | None = None,
         seen_ids: torch.Tensor | None = None,
+        output_positions: torch.Tensor | None = None,
         transfer_prob: float = 0.5,
     ) -> None:
         super().__init__()
@@ -93,6 +100,11 @@ class PerturbationHead(nn.Module):
             index[seen_ids] = torch.arange(len(seen_ids))
             self.register_buffer("seen_index", index)
             self.log_sharpness = nn.Parameter(torch.tensor(1.5))  # beta = e^1.5 ~ 4.5
+            output_index = torch.full((gene_features.shape[0],), -1, dtype=torch.long)
+            if output_positions is not None:
+                output_index[output_positions] = torch.arange(len(output_positions))
+            self.register_buffer("output_index", output_index)
+            self.direct_effect = nn.Parameter(torch.zeros(()))
         self.state_encoder = nn.Sequential(nn.Linear(state_dim, hidden_dim), nn.GELU())
         self.single = _mlp(2 * hidden_dim, hidden_dim, dropout)
         self.interaction = _mlp(2 * hidden_dim, hidden_dim, dropout)
@@ -154,7 +166,18 @@ class PerturbationHead(nn.Module):
         n_members = mask.sum(dim=1)  # (B, 1)
         shift = self.out((u * mask).sum(dim=1)) + n_members * self.out_bias
         w = self.interaction(torch.cat([(v * mask).sum(dim=1), s], dim=-1))
-        return shift + (n_members > 1).to(u.dtype) * self.out_interaction(w)
+        shift = shift + (n_members > 1).to(u.dtype) * self.out_interaction(w)
+        if self.genetic:
+            shift = self._add_direct_effect(shift, members, member_mask)
+        return shift
+
+    def _add_direct_effect(
+        self, shift: torch.Tensor, members: torch.Tensor, member_mask: torch.Tensor
+    ) -> torch.Tensor:
+        target = self.output_index[members]  # (B, M) predicted-gene index of each member
+        hit = (target >= 0) & member_mask
+        effect = hit.to(shift.dtype) * self.direct_effect
+        return shift.scatter_add(1, target.clamp_min(0), effect)
 
 
 class PerturbationModule(nn.Module):

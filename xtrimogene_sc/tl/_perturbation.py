@@ -9,7 +9,8 @@ profiles of the observed control cells, the observed perturbed cells and the pre
 * ``pearson_delta``: Pearson correlation of predicted and observed change over all genes;
 * ``pearson_delta_de``: the same over the DE genes;
 * ``mse_de``: mean squared error of ``pred`` against ``obs`` on the DE genes;
-* ``direction_de``: fraction of DE genes whose predicted change has the observed sign.
+* ``direction_de``: fraction of DE genes whose predicted change has the observed sign (a
+  predicted change below 1e-5 counts as none, i.e. as wrong).
 
 A prediction that changes nothing (constant change) has an undefined correlation, reported as
 NaN.
@@ -18,6 +19,7 @@ NaN.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,6 +60,7 @@ def delta_scores(
     """
     pred_delta = np.asarray(predicted, np.float64) - control
     obs_delta = np.asarray(observed, np.float64) - control
+    pred_delta[np.abs(pred_delta) < _CONSTANT] = 0.0  # float32 rounding is no change
     de = np.argsort(-np.abs(obs_delta), kind="stable")[:n_top_de]
     return {
         "pearson_delta": _pearson(pred_delta, obs_delta),
@@ -102,8 +105,32 @@ def perturbation_metrics(adata: AnnData, *, observed: AnnData, n_top_de: int = 2
         scored type, or no predicted condition was observed.
     """
     setup = _prediction_setup(adata)
-    names = GeneVocab.default().positions(list(adata.var_names))
-    genes = GeneSpace(names, np.asarray(adata.var_names, dtype=str))
+    rows = [
+        {"condition": "+".join(c.condition), "cell_type": c.cell_type, "n_cells": c.n_cells,
+         **delta_scores(c.predicted, c.observed, c.control, n_top_de=n_top_de)}
+        for c in paired_changes(adata, observed=observed)
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    return table if setup.cell_type_key is not None else table.drop(columns="cell_type")
+
+
+@dataclass
+class Change:
+    """Predicted and observed mean profiles of one condition in one cell type."""
+
+    condition: tuple[str, ...]
+    cell_type: str
+    n_cells: int  # observed perturbed cells
+    predicted: np.ndarray
+    observed: np.ndarray
+    control: np.ndarray  # observed control mean of the type
+
+
+def paired_changes(adata: AnnData, *, observed: AnnData) -> list[Change]:
+    """Mean profiles of every predicted (condition, cell type) that ``observed`` also has."""
+    setup = _prediction_setup(adata)
+    positions = GeneVocab.default().positions(list(adata.var_names))
+    genes = GeneSpace(positions, np.asarray(adata.var_names, dtype=str))
     X, var_to_position = aligned_counts(observed, setup, genes, what="observed")
     obs_keys = _group_keys(observed, setup)
     pred_keys = _group_keys(adata, setup)
@@ -117,24 +144,19 @@ def perturbation_metrics(adata: AnnData, *, observed: AnnData, n_top_de: int = 2
         msg = f"observed has no control cells of type(s) {lacking}: changes cannot be measured"
         raise ValueError(msg)
     control_of = dict(zip(control_keys, control_means, strict=True))
-    rows = []
-    for g, (condition, cell_type) in enumerate(groups):
-        if not condition or counts[g] == 0:
-            continue
-        scores = delta_scores(
-            predicted_means[g], observed_means[g], control_of[((), cell_type)], n_top_de=n_top_de
-        )
-        rows.append({"condition": "+".join(condition), "cell_type": cell_type,
-                     "n_cells": int(counts[g]), **scores})  # fmt: skip
+    changes = [
+        Change(condition, cell_type, int(counts[g]), predicted_means[g], observed_means[g],
+               control_of[((), cell_type)])
+        for g, (condition, cell_type) in enumerate(groups) if condition and counts[g] > 0
+    ]  # fmt: skip
     skipped = [("+".join(c), t) for (c, t), n in zip(groups, counts, strict=True) if c and n == 0]
     if skipped:
         msg = f"{len(skipped)} predicted group(s) have no observed cells and are not scored: {skipped[:5]}"
-        warnings.warn(msg, UserWarning, stacklevel=2)
-    if not rows:
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    if not changes:
         msg = "none of the predicted conditions has observed cells in observed"
         raise ValueError(msg)
-    table = pd.DataFrame(rows)
-    return table if setup.cell_type_key is not None else table.drop(columns="cell_type")
+    return changes
 
 
 def _prediction_setup(adata: AnnData) -> PerturbationSetup:
