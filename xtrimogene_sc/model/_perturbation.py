@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,12 @@ from xtrimogene_sc.model._perturbation_data import (
     PerturbationSetup,
     compute_profiles,
 )
+from xtrimogene_sc.model._perturbation_parts import (
+    GeneRepresentation,
+    build_module,
+    gene_features,
+    load_backbone,
+)
 from xtrimogene_sc.model._perturbation_train import (
     TrainingPairs,
     fit_head,
@@ -30,18 +36,15 @@ from xtrimogene_sc.model._perturbation_train import (
     live_states,
 )
 from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
-from xtrimogene_sc.module._perturbation import PerturbationHead, PerturbationModule
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
     from xtrimogene_sc.model._model import XTrimoGene
-    from xtrimogene_sc.module._config import XTrimoGeneConfig
 
 logger = logging.getLogger(__name__)
 
 _KIND = "xtrimogene_perturbation"
-GeneRepresentation = Literal["static", "context", "both"]
 
 
 class XTrimoGenePerturbation(PerturbationPredictor):
@@ -105,7 +108,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         context_cells: int = 256,
     ) -> None:
         super().__init__(adata)
-        source = _load_backbone(backbone)
+        source = load_backbone(backbone)
         depth = source.config.encoder_depth
         if not 0 <= n_trainable_layers <= depth:
             msg = f"n_trainable_layers must lie in [0, {depth}] (encoder depth), got {n_trainable_layers}"
@@ -124,7 +127,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
             features = gene_features(
                 source, adata, self.setup, self.genes, gene_representation, context_cells
             )
-        self.module = _build_module(
+        self.module = build_module(
             copy.deepcopy(source.module), self.genes, features, self.seen_,
             **self.hparams,
         )  # fmt: skip
@@ -331,7 +334,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         features = None
         if meta["gene_feature_dim"]:
             features = torch.zeros((TOKENS.N_POSITIONS, meta["gene_feature_dim"]))
-        model.module = _build_module(
+        model.module = build_module(
             XTrimoGeneModule(config), model.genes, features, model.seen_, **model.hparams
         )
         load_state_checked(model.module, state_dict)
@@ -339,90 +342,6 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         model.history = pd.DataFrame(meta.get("history", {}))
         model.profiles_ = _names_only(meta["training_conditions"], model.setup)
         return model
-
-
-# ---------------------------------------------------------------------- helpers
-def _load_backbone(backbone: XTrimoGene | str | Path) -> XTrimoGene:
-    from xtrimogene_sc.model._model import XTrimoGene
-
-    if isinstance(backbone, str | Path):
-        return XTrimoGene.load(backbone)
-    if not isinstance(backbone, XTrimoGene):
-        msg = (
-            f"backbone must be an XTrimoGene model or a path to one, got {type(backbone).__name__}"
-        )
-        raise TypeError(msg)
-    return backbone
-
-
-def _state_width(config: XTrimoGeneConfig, pooling: Pooling) -> int:
-    width = {"max": 1, "mean": 1, "depth_tokens": 2, "concat": 4 if config.use_depth_tokens else 2}
-    if pooling not in width:
-        msg = f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean' or 'depth_tokens'"
-        raise ValueError(msg)
-    return width[pooling] * config.encoder_dim
-
-
-def _build_module(
-    backbone: XTrimoGeneModule,
-    genes: GeneSpace,
-    features: torch.Tensor | None,
-    seen: list[str],
-    *,
-    gene_representation: str,
-    n_trainable_layers: int,
-    pooling: Pooling,
-    hidden_dim: int,
-    dropout: float,
-    transfer_prob: float,
-) -> PerturbationModule:
-    seen_ids = outputs = None
-    if features is not None:
-        seen_ids = torch.as_tensor(GeneVocab.default().positions(seen), dtype=torch.long)
-        outputs = torch.as_tensor(genes.positions, dtype=torch.long)
-    head = PerturbationHead(
-        state_dim=_state_width(backbone.config, pooling), n_genes=len(genes.positions),
-        seen=len(seen), hidden_dim=hidden_dim, dropout=dropout, gene_features=features,
-        seen_ids=seen_ids, output_positions=outputs, transfer_prob=transfer_prob,
-    )  # fmt: skip
-    return PerturbationModule(
-        backbone, head, pooling=pooling, n_trainable_layers=n_trainable_layers
-    ).to(next(backbone.parameters()).device)
-
-
-def gene_features(
-    backbone: XTrimoGene,
-    adata: AnnData,
-    setup: PerturbationSetup,
-    genes: GeneSpace,
-    representation: GeneRepresentation,
-    context_cells: int,
-) -> torch.Tensor:
-    """Frozen gene representation ``(n_positions, d)``, standardised over the measured genes.
-
-    The statistics come from the training data's genes only: the embeddings of genes that the
-    backbone never saw expressed stay near their initial values and would dominate them.
-    """
-    parts = []
-    if representation in ("static", "both"):
-        parts.append(backbone.module.gene_embedding.weight.detach().float().cpu())
-    if representation in ("context", "both"):
-        names = adata.obs[setup.condition_key].astype(str).to_numpy()
-        control = np.flatnonzero(names == setup.control)
-        rng = np.random.default_rng(0)
-        subset = adata[np.sort(rng.permutation(control)[:context_cells])]
-        table = backbone.get_gene_embeddings(
-            subset, reduce="mean", layer=setup.layer if setup.layer in adata.layers else None,
-            gene_symbols_key=setup.gene_symbols_key, progress=False,
-        )  # fmt: skip
-        context = torch.zeros((TOKENS.N_POSITIONS, table.shape[1]))
-        context[: TOKENS.N_GENES] = torch.as_tensor(np.asarray(table, dtype=np.float32))
-        parts.append(context)
-    features = []
-    for part in parts:
-        measured = part[torch.as_tensor(genes.positions)]
-        features.append((part - measured.mean(dim=0)) / measured.std(dim=0).clamp_min(1e-6))
-    return torch.cat(features, dim=1)
 
 
 def _names_only(names: list[str], setup: PerturbationSetup):

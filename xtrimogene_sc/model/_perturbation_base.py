@@ -71,12 +71,13 @@ class ControlCells:
 
     def type_means(self) -> np.ndarray:
         """Control mean of each type in :attr:`type_names` ``(n_types, n_genes)``."""
-        codes = np.full(self.X.shape[0], -1, dtype=np.int64)
-        codes[self.rows] = pd.Categorical(self.cell_types, categories=self.type_names).codes
-        means, _ = group_means(
-            self.X, self.var_to_position, self.genes, codes, len(self.type_names)
-        )
-        return means
+        if "type_means" not in self.cache:
+            codes = np.full(self.X.shape[0], -1, dtype=np.int64)
+            codes[self.rows] = pd.Categorical(self.cell_types, categories=self.type_names).codes
+            self.cache["type_means"], _ = group_means(
+                self.X, self.var_to_position, self.genes, codes, len(self.type_names)
+            )
+        return self.cache["type_means"]
 
 
 class PerturbationPredictor:
