@@ -157,3 +157,41 @@ def test_train_after_inference_trains_in_train_mode(tiny_adata):
     m.train(max_epochs=1, enable_progress_bar=False)
     assert m.module.training is False  # eval again after training ...
     assert m.get_reconstruction_error() < before  # ... but the epoch really trained
+
+
+def _bulk_profiles(model, scale: float) -> ad.AnnData:
+    """The registered cells as non-integer bulk-like profiles (counts times ``scale``)."""
+    adata = model.adata
+    X = sp.csr_matrix(adata.X, dtype=np.float64) * scale
+    return ad.AnnData(X.astype(np.float32), var=adata.var[[]].copy())
+
+
+def test_bulk_input_accepts_tpm_like_values_with_t_equal_s(model):
+    counts = model.get_latent_representation(progress=False)  # default T = S
+    same = model.get_latent_representation(
+        _bulk_profiles(model, 1.0), input_type="bulk", progress=False
+    )
+    np.testing.assert_allclose(same, counts, atol=1e-5)
+    # TPM-like: the same profiles on a non-integer scale. ln(1 + 1e4 x / N) is scale-free, so
+    # only S (and T = S) move, by log10(scale): the embedding changes, but only through them.
+    tpm = model.get_latent_representation(
+        _bulk_profiles(model, 0.37), input_type="bulk", progress=False
+    )
+    assert tpm.shape == counts.shape
+    assert np.isfinite(tpm).all()
+    assert not np.allclose(tpm, counts, atol=1e-3)
+
+
+def test_bulk_input_refuses_counts_checks_it_does_not_relax(model):
+    tpm = _bulk_profiles(model, 0.37)
+    with pytest.raises(ValueError, match="non-integer values"):
+        model.get_latent_representation(tpm, progress=False)  # counts mode still strict
+    tpm.X.data[0] = -1.0
+    with pytest.raises(ValueError, match="negative values"):
+        model.get_latent_representation(tpm, input_type="bulk", progress=False)
+    with pytest.raises(ValueError, match="T = S"):
+        model.get_latent_representation(
+            tpm, input_type="bulk", t_mode="absolute", t_value=4.0, progress=False
+        )
+    with pytest.raises(ValueError, match="input_type must be"):
+        model.get_latent_representation(input_type="tpm", progress=False)

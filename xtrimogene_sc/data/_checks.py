@@ -90,6 +90,7 @@ def check_counts(
     layer: str | None,
     chunk_size: int = 4096,
     allow_empty: bool = False,
+    require_integer: bool = True,
 ) -> np.ndarray:
     """Validate that a matrix holds raw counts and return per-cell totals over matched genes.
 
@@ -108,6 +109,9 @@ def check_counts(
         Number of rows processed at a time.
     allow_empty
         If ``True``, cells with zero counts over the matched genes are allowed.
+    require_integer
+        If ``False``, non-integer values are accepted (bulk profiles in TPM or FPKM); NaN,
+        infinite and negative values are still refused.
 
     Returns
     -------
@@ -139,6 +143,8 @@ def check_counts(
         if tally.n_nonfinite == 0:
             totals[start:stop] = np.asarray(chunk @ weights, dtype=np.float64).ravel()
         start = stop
+    if not require_integer:
+        tally.n_nonint = 0
     _raise_invalid(tally, source)
     if not allow_empty:
         _raise_empty(totals, alignment, source)

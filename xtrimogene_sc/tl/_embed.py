@@ -45,7 +45,8 @@ def embed(
         Return a copy instead of writing into ``adata``.
     **kwargs
         Passed to :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`
-        (``layer``, ``gene_symbols_key``, ``t_mode``, ``t_value``, ``progress``).
+        (``layer``, ``gene_symbols_key``, ``t_mode``, ``t_value``, ``input_type``,
+        ``progress``).
 
     Returns
     -------
