@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 import xtrimogene_sc as xtg
-from xtrimogene_sc.model import PerturbationBaseline, XTrimoGenePerturbation
+from xtrimogene_sc.model import SMALL_DATA_RECIPE, PerturbationBaseline, XTrimoGenePerturbation
 
 RESULTS_START, RESULTS_END = "<!-- bench-perturbation:start -->", "<!-- bench-perturbation:end -->"
 CONDITION_KEYS = ("condition", "perturbation", "perturbation_name", "guide_identity", "gene")
@@ -182,9 +182,11 @@ def pretrain(train: ad.AnnData, args: argparse.Namespace) -> xtg.XTrimoGene:
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(data)
     torch.manual_seed(0)
-    model = xtg.XTrimoGene(data, preset=args.preset, decoder_mode="masked")
-    model.train(max_epochs=args.pretrain_epochs, lr=args.pretrain_lr, batch_size=32,
-                enable_progress_bar=False, enable_model_summary=False, logger=False)  # fmt: skip
+    recipe = SMALL_DATA_RECIPE
+    model = xtg.XTrimoGene(data, preset=recipe.preset, **recipe.config_overrides())
+    train_kwargs = {**recipe.train_kwargs(), "max_epochs": args.pretrain_epochs}
+    model.train(**train_kwargs, enable_progress_bar=False, enable_model_summary=False,
+                logger=False)  # fmt: skip
     return model
 
 
@@ -216,7 +218,7 @@ def run_methods(train, ctrl, observed, fold, args) -> tuple[list[dict], float]:
                          "probe": program_probe(backbone, train)})  # fmt: skip
     if CONTROL_MODEL in args.methods:
         torch.manual_seed(0)
-        untrained = xtg.XTrimoGene(None, preset=args.preset, decoder_mode="masked")
+        untrained = xtg.XTrimoGene(None, preset=SMALL_DATA_RECIPE.preset)
         predictors[CONTROL_MODEL] = lambda: _model(train, untrained, args)
         if "program" in train.var:
             rows.append({"category": "", "method": "program probe, untrained backbone",
@@ -335,8 +337,8 @@ def table(results: pd.DataFrame) -> str:
 def settings_text(args: argparse.Namespace, total_seconds: float) -> str:
     backbone = (
         f"weights from `{args.pretrained}`" if args.pretrained is not None else
-        f"preset `{args.preset}`, masked decoder, pretrained {args.pretrain_epochs} epochs "
-        f"(lr {args.pretrain_lr}) on each fold's training cells"
+        f"`SMALL_DATA_RECIPE` ({SMALL_DATA_RECIPE}) but {args.pretrain_epochs} epochs, "
+        f"pretrained on each fold's training cells"
     )  # fmt: skip
     return (
         f"Run {dt.date.today().isoformat()} with `python benchmarks/bench_perturbation.py"
@@ -373,12 +375,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cell-types", nargs="*", default=None,
                         help="only these leave-one-cell-type-out folds")  # fmt: skip
     parser.add_argument("--skip-synthetic", action="store_true")
-    parser.add_argument("--preset", default="tiny")
     parser.add_argument("--pretrained", type=Path, default=None,
                         help="a saved XTrimoGene used for every fold instead of pretraining "
                         "(its corpus must not contain the held-out perturbed cells)")  # fmt: skip
     parser.add_argument("--pretrain-epochs", type=int, default=5)
-    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--head-steps", type=int, default=1500)
     parser.add_argument("--genes", default="static", choices=["static", "context", "both"])
     parser.add_argument("--methods", nargs="+", default=methods, choices=methods)
@@ -402,9 +402,9 @@ def main() -> None:
     for entry in entries:
         print(f"{entry['name']}: {entry['protocol']}", flush=True)
         results.append(run_dataset(entry, args))
+        if args.csv is not None:  # after every data set, so a long run keeps what it did
+            pd.concat(results, ignore_index=True).to_csv(args.csv, index=False)
     results = pd.concat(results, ignore_index=True)
-    if args.csv is not None:
-        results.to_csv(args.csv, index=False)
     text = table(results) + "\n" + settings_text(args, time.perf_counter() - start)
     print("\n" + text)
     for path in args.write or []:
