@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import warnings
 
+import anndata as ad
 import numpy as np
 import pytest
 import torch
@@ -86,7 +87,7 @@ def test_model_learns_known_effects_better_than_no_change(trained, sim):
     assert trained.history["train_loss"].iloc[-1] < trained.history["train_loss"].iloc[0]
 
 
-def test_prediction_layout(trained, sim):
+def test_prediction_layout(trained, sim, tmp_path):
     ctrl = sim[(sim.obs["condition"] == "ctrl").to_numpy()][:7].copy()
     gene = trained.training_conditions[0]
     pred = trained.predict(ctrl, ["ctrl", gene])
@@ -94,6 +95,11 @@ def test_prediction_layout(trained, sim):
     assert pred.obs["condition"].tolist() == ["ctrl"] * 7 + [gene] * 7
     assert pred.obs["control_cell"].tolist()[:7] == list(ctrl.obs_names)
     assert pred.uns["xtg_perturbation_prediction"]["method"] == "xTrimoGene"
+    pred.write_h5ad(tmp_path / "pred.h5ad")  # predictions and set-up data can be saved as h5ad
+    sim.write_h5ad(tmp_path / "sim.h5ad")
+    assert ad.read_h5ad(tmp_path / "pred.h5ad").uns["xtg_perturbation_prediction"]["setup"] == {
+        "condition_key": "condition", "control": "ctrl", "condition_type": "genetic",
+    }  # fmt: skip
     # "ctrl" leaves each cell's own log-normalised profile unchanged
     counts = ctrl.X.toarray()
     np.testing.assert_allclose(
@@ -212,6 +218,8 @@ def test_gene_outside_the_vocabulary(sim, trained):
         trained.predict(ctrl, ["KLF1+NOTAGENE1"])
     with pytest.raises(TypeError, match="list of condition names"):
         trained.predict(ctrl, "KLF1")
+    with pytest.raises(ValueError, match="needs a model set up with cell_type_key"):
+        trained.predict(ctrl, ["KLF1"], cell_types=["T1"])
 
 
 def test_cell_type_without_control_cells(exact_perturbation_data):

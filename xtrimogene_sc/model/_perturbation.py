@@ -21,6 +21,7 @@ from xtrimogene_sc.model._perturbation_data import (
     Condition,
     GeneSpace,
     PerturbationSetup,
+    Profiles,
     compute_profiles,
 )
 from xtrimogene_sc.model._perturbation_parts import (
@@ -212,7 +213,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         logger.info("trained on %d groups; final loss %.4g", len(pairs.group_type),
                     self.history["train_loss"].iloc[-1])  # fmt: skip
 
-    def _pairs(self, profiles, cells: ControlCells) -> TrainingPairs:
+    def _pairs(self, profiles: Profiles, cells: ControlCells) -> TrainingPairs:
         groups = profiles.observed_groups()
         cells_of_type = [np.flatnonzero(cells.cell_types == t) for t in profiles.cell_types]
         members, mask = self._members([profiles.conditions[i] for i, _ in groups])
@@ -262,7 +263,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
             raise ValueError(msg)
         super()._check_condition(name, condition)
 
-    def _profiles(self):
+    def _profiles(self) -> Profiles:
         if self.history.empty:
             msg = "XTrimoGenePerturbation is not trained; call train() first"
             raise RuntimeError(msg)
@@ -344,10 +345,8 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         return model
 
 
-def _names_only(names: list[str], setup: PerturbationSetup):
+def _names_only(names: list[str], setup: PerturbationSetup) -> Profiles:
     """Profiles stand-in of a loaded model: the training condition names, no data."""
-    from xtrimogene_sc.model._perturbation_data import Profiles
-
     conditions = [setup.parse(n) for n in names]
     return Profiles(conditions, list(names), [], np.zeros((len(names), 0, 0)),
                     np.zeros((len(names), 0)), np.zeros((0, 0)))  # fmt: skip

@@ -214,6 +214,9 @@ class PerturbationPredictor:
             )
             raise ValueError(msg)
         types = cell_types_of(adata, self.setup)
+        if cell_types is not None and self.setup.cell_type_key is None:
+            msg = "cell_types= needs a model set up with cell_type_key; this one has none"
+            raise ValueError(msg)
         if cell_types is not None:
             wanted = [str(t) for t in cell_types]
             lacking = sorted(set(wanted) - set(types[mask]))
