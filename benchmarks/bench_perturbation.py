@@ -46,7 +46,7 @@ SCORES = ("pearson_delta", "pearson_delta_de", "mse_de", "direction_de")
 BASELINES = ("no_change", "mean_shift", "additive", "linear")
 MODEL = "xTrimoGene (pretrained on the fold)"
 CONTROL_MODEL = "xTrimoGene (untrained backbone)"
-SYNTHETIC: dict = {}  # the simulator's defaults
+SYNTHETIC = {"cells_per_condition": 20, "n_control": 600}  # else the simulator's defaults
 SYNTHETIC_QUICK = {
     "n_genes": 150, "n_programs": 4, "program_size": 15, "n_single": 16, "n_combos": 12,
     "cells_per_condition": 10, "n_control": 100, "library_size": 2500.0,

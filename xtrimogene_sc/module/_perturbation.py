@@ -19,9 +19,11 @@ that a gene never perturbed in training still changes itself.
 A gene never seen perturbed borrows its contribution through the backbone's gene embeddings
 ``e``: ``u(g) = sum_s a_gs u(v_s, s)``, ``a_g = softmax_s(beta cos(e_g, e_s))`` over the seen
 genes, with one learned sharpness ``beta``. Every training step also scores a second pass in
-which each seen gene borrows with probability ``transfer_prob`` (never attending to itself), so
-``beta`` learns how far the backbone's gene similarities predict responses: uninformative
-embeddings drive it to zero, where an unseen gene gets the mean contribution of the seen genes.
+which each seen gene borrows with probability ``transfer_prob`` (never attending to itself). In
+that pass the seen genes' contributions are held fixed (no gradient), so it is a leave-one-out
+fit of ``beta`` alone (and of the shared bias, direct and interaction terms), not a way for the
+seen genes to co-adapt: ``beta`` learns how far the backbone's gene similarities predict
+responses, and falls towards zero (the mean contribution of the seen genes) when they do not.
 """
 
 from __future__ import annotations
@@ -130,6 +132,16 @@ class PerturbationHead(nn.Module):
         draw = torch.rand(member_mask.shape, device=member_mask.device) < self.transfer_prob
         return draw & member_mask
 
+    def _borrow(self, members: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Borrowed ``u`` and ``v`` ``(B, M, H)`` of every member, from detached seen genes."""
+        weights = self.attention(members)  # (B, M, S)
+        seen_v = self.member_embedding.weight.detach()  # (S, H)
+        pairs = torch.cat(
+            [seen_v.expand(len(s), -1, -1), s.detach()[:, None].expand(-1, len(seen_v), -1)], -1
+        )
+        seen_u = self.single(pairs).detach()  # (B, S, H)
+        return weights @ seen_u, weights @ seen_v
+
     def forward(
         self,
         state: torch.Tensor,
@@ -152,19 +164,19 @@ class PerturbationHead(nn.Module):
             borrowing = (self.seen_index[members] < 0) & member_mask
         if borrow is not None:
             borrowing = borrowing | (borrow & member_mask)
-        if borrowing.any():
-            weights = self.attention(members)  # (B, M, S)
-            seen_v = self.member_embedding.weight  # (S, H)
-            seen_u = self.single(
-                torch.cat(
-                    [seen_v.expand(len(s), -1, -1), s[:, None].expand(-1, len(seen_v), -1)], -1
-                )
-            )  # (B, S, H)
-            u = torch.where(borrowing[..., None], weights @ seen_u, u)
-            v = torch.where(borrowing[..., None], weights @ seen_v, v)
         mask = member_mask[..., None].to(u.dtype)
         n_members = mask.sum(dim=1)  # (B, 1)
-        shift = self.out((u * mask).sum(dim=1)) + n_members * self.out_bias
+        shift = (
+            self.out((u * (mask * ~borrowing[..., None])).sum(dim=1)) + n_members * self.out_bias
+        )
+        if borrowing.any():
+            borrowed_u, borrowed_v = self._borrow(members, s)
+            v = torch.where(borrowing[..., None], borrowed_v, v)
+            # fixed seen contributions: the borrowing pass can only learn how to weigh them
+            weight = self.out.weight.detach()
+            shift = shift + nn.functional.linear(
+                (borrowed_u * borrowing[..., None]).sum(1), weight
+            )
         w = self.interaction(torch.cat([(v * mask).sum(dim=1), s], dim=-1))
         shift = shift + (n_members > 1).to(u.dtype) * self.out_interaction(w)
         if self.genetic:
