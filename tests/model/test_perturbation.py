@@ -121,6 +121,7 @@ def test_unseen_gene_is_predicted_through_gene_embeddings(sim):
     model = XTrimoGenePerturbation(train, backbone=backbone, hidden_dim=16)
     model.train(max_steps=250, batch_size=32)
     head = model.module.head
+    assert head.log_sharpness > 1.5  # initial value: similar embeddings predict alike responses
     weights = head.attention(torch.as_tensor(xtg.GeneVocab.default().positions(held_out)))
     seen_program = program[sim.var_names.get_indexer(model.seen_)]
     for row, gene in zip(weights, held_out, strict=True):
@@ -138,6 +139,13 @@ def test_unseen_gene_is_predicted_through_gene_embeddings(sim):
     mean_shift.train()
     baseline_scores = _scores(mean_shift.predict(ctrl, held_out, aggregate="mean"), observed)
     assert model_scores["mse_de"] < baseline_scores["mse_de"]
+
+
+def test_sharpness_falls_on_uninformative_embeddings(sim):
+    train = _without(sim, _held_out(sim))
+    model = XTrimoGenePerturbation(train, backbone=_backbone(), hidden_dim=16)  # random table
+    model.train(max_steps=250, batch_size=32)
+    assert model.module.head.log_sharpness < 1.5  # towards uniform borrowing: the mean
 
 
 def test_save_load_round_trip(trained, sim, tmp_path):
