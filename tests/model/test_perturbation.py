@@ -230,6 +230,15 @@ def test_gene_outside_the_vocabulary(sim, trained):
         trained.predict(ctrl, ["KLF1"], cell_types=["T1"])
 
 
+def test_auto_condition_type_says_when_few_genes_could_be_treatments(exact_perturbation_data):
+    adata = exact_perturbation_data(conditions=["ctrl", "A"])
+    with pytest.warns(UserWarning, match="condition_type='treatment'"):
+        XTrimoGenePerturbation.setup_anndata(adata)
+    assert adata.uns["xtg_perturbation"]["condition_type"] == "genetic"
+    XTrimoGenePerturbation.setup_anndata(adata, condition_type="treatment")
+    assert adata.uns["xtg_perturbation"]["condition_type"] == "treatment"
+
+
 def test_cell_type_without_control_cells(exact_perturbation_data):
     build = exact_perturbation_data
     adata = build(cell_types=True)

@@ -28,7 +28,8 @@ SETUP_KEY = "xtg_perturbation"
 SCALE = "ln(1 + 1e4 * c / N), N = total counts over the genes in the gene vocabulary"
 ConditionType = Literal["genetic", "treatment"]
 Condition = tuple[str, ...]  # canonical: sorted components; () is the control
-ALL_CELLS = "all"  # the single cell type of data registered without cell_type_key
+ALL_CELLS = "all"
+_FEW_GENES = 3  # "auto" names its choice when so few conditions could also be treatments  # the single cell type of data registered without cell_type_key
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,13 @@ def _condition_type(
                 "condition_type='treatment' if the conditions are not genes"
             )
             raise ValueError(msg)
+        if requested == "auto" and len(genes) <= _FEW_GENES:
+            msg = (
+                f"the conditions {names} name vocabulary genes and are modelled as genetic "
+                "perturbations of those genes; if they are treatments (e.g. a cytokine named "
+                "like its gene), pass condition_type='treatment'"
+            )
+            warnings.warn(msg, UserWarning, stacklevel=4)
         return "genetic"
     return "treatment"
 
