@@ -24,7 +24,9 @@
 # Every prediction is compared with the simple baselines of `xtg.model.PerturbationBaseline`
 # (`no_change`, `mean_shift`, `additive`, `linear`), which recent benchmarks found to match or
 # beat deep models (Ahlmann-Eltze et al. 2025). **Expect them to win here**: the backbone is a
-# `tiny` model pretrained for minutes on a few thousand cells, not a foundation model.
+# `tiny` model pretrained for minutes on a few thousand cells, not a foundation model. With
+# pretrained weights, pass `backbone="path/to/model"` (a saved model or the released
+# scFoundation checkpoint) instead of pretraining here.
 #
 # Set `XTG_TUTORIAL_BOUNDED=1` to run a shortened version (CI does).
 
@@ -47,10 +49,13 @@ import pandas as pd
 import torch
 
 import xtrimogene_sc as xtg
-from xtrimogene_sc.model import PerturbationBaseline, XTrimoGenePerturbation
+from xtrimogene_sc.model import SMALL_DATA_RECIPE, PerturbationBaseline, XTrimoGenePerturbation
 
 BOUNDED = os.environ.get("XTG_TUTORIAL_BOUNDED") == "1"
-PRETRAIN_EPOCHS = 1 if BOUNDED else 10
+RECIPE = SMALL_DATA_RECIPE  # the package's recipe for pretraining from scratch on small data
+PRETRAIN = {**RECIPE.train_kwargs(), "enable_progress_bar": False}
+if BOUNDED:
+    PRETRAIN["max_epochs"] = 1
 HEAD_STEPS = 100 if BOUNDED else 1500
 FIGURES = Path(os.environ.get("XTG_TUTORIAL_FIGDIR", tempfile.mkdtemp(prefix="xtg_figures_")))
 FIGURES.mkdir(parents=True, exist_ok=True)
@@ -59,6 +64,8 @@ KANG = ROOT.parent / "shared" / "data" / "perturbation" / "kang2018_pbmc_ifnb_sc
 warnings.filterwarnings("ignore", category=UserWarning)  # coverage notes on small gene panels
 torch.manual_seed(0)
 torch.set_num_threads(1)  # the head's tensors are small; more threads only synchronise
+pd.set_option("display.width", 120)
+pd.set_option("display.max_columns", 10)
 
 # %% [markdown]
 # ## Genetic perturbations: a simulated Perturb-seq screen
@@ -92,8 +99,8 @@ print(f"{len(unseen_genes)} unseen genes, {len(test_conditions)} test conditions
 
 # %%
 xtg.XTrimoGene.setup_anndata(train)
-backbone = xtg.XTrimoGene(train, preset="tiny", decoder_mode="masked")
-backbone.train(max_epochs=PRETRAIN_EPOCHS, lr=3e-3, batch_size=32, enable_progress_bar=False)
+backbone = xtg.XTrimoGene(train, preset=RECIPE.preset, **RECIPE.config_overrides())
+backbone.train(**PRETRAIN)
 
 # %% [markdown]
 # ## The perturbation model
@@ -180,8 +187,8 @@ if KANG.exists():
     stimulated = (kang.obs["condition"] == "stimulated").to_numpy()
     kang_train = kang[~(is_cd4 & stimulated)].copy()
     xtg.XTrimoGene.setup_anndata(kang_train)
-    kang_backbone = xtg.XTrimoGene(kang_train, preset="tiny", decoder_mode="masked")
-    kang_backbone.train(max_epochs=PRETRAIN_EPOCHS, lr=3e-3, enable_progress_bar=False)
+    kang_backbone = xtg.XTrimoGene(kang_train, preset=RECIPE.preset, **RECIPE.config_overrides())
+    kang_backbone.train(**PRETRAIN)
     kang_model = XTrimoGenePerturbation(kang_train, backbone=kang_backbone)
     kang_model.train(max_steps=HEAD_STEPS)
     kang_observed = kang[is_cd4].copy()
