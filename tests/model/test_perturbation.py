@@ -148,6 +148,13 @@ def test_sharpness_falls_on_uninformative_embeddings(sim):
     assert model.module.head.log_sharpness < 1.5  # towards uniform borrowing: the mean
 
 
+def test_interaction_term_is_opt_in(sim, trained):
+    assert not trained.module.head.out_interaction.weight.any()  # additive by default
+    model = XTrimoGenePerturbation(sim, backbone=_backbone(), hidden_dim=16, interaction=True)
+    model.train(max_steps=20, batch_size=32)
+    assert model.module.head.out_interaction.weight.any()
+
+
 def test_save_load_round_trip(trained, sim, tmp_path):
     ctrl = sim[(sim.obs["condition"] == "ctrl").to_numpy()][:20].copy()
     conditions = [trained.training_conditions[0], "ZNF703"]  # a seen and an unseen gene

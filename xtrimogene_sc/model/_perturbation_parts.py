@@ -58,6 +58,7 @@ def build_module(
     hidden_dim: int,
     dropout: float,
     transfer_prob: float,
+    interaction: bool = False,
 ) -> PerturbationModule:
     """Head and module for a backbone copy, the predicted genes and the seen members."""
     seen_ids = outputs = None
@@ -68,6 +69,7 @@ def build_module(
         state_dim=_state_width(backbone.config, pooling), n_genes=len(genes.positions),
         seen=len(seen), hidden_dim=hidden_dim, dropout=dropout, gene_features=features,
         seen_ids=seen_ids, output_positions=outputs, transfer_prob=transfer_prob,
+        interaction=interaction,
     )  # fmt: skip
     return PerturbationModule(
         backbone, head, pooling=pooling, n_trainable_layers=n_trainable_layers

@@ -9,9 +9,10 @@ encoded cell state ``s``, a member contributes ``u(v, s)`` (an MLP) to the shift
 of the cell's log-normalised profile is additive over the members plus an interaction term for
 combinations::
 
-    shift = W sum_m u_m + M b + [M > 1] W_int w(sum_m v_m, s) + d sum_m onehot(m)
+    shift = W sum_m u_m + M b + [interaction][M > 1] W_int w(sum_m v_m, s) + d sum_m onehot(m)
 
-``W_int`` starts at zero: an untrained interaction leaves combinations additive. For genetic
+The interaction term is optional (``interaction=True``) and starts at zero, so an untrained one
+leaves combinations additive. For genetic
 conditions the last term is the direct effect of a perturbation on the perturbed gene itself
 (e.g. a CRISPRi knockdown lowers its target), one learned value ``d`` shared by all genes, so
 that a gene never perturbed in training still changes itself.
@@ -71,6 +72,8 @@ class PerturbationHead(nn.Module):
     transfer_prob
         Probability that a seen gene borrows in the second, borrowing pass of a training step
         (see :meth:`draw_borrowing`).
+    interaction
+        Learn a non-additive term for combinations.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class PerturbationHead(nn.Module):
         seen_ids: torch.Tensor | None = None,
         output_positions: torch.Tensor | None = None,
         transfer_prob: float = 0.5,
+        interaction: bool = False,
     ) -> None:
         super().__init__()
         if (gene_features is None) != (seen_ids is None):
@@ -92,6 +96,7 @@ class PerturbationHead(nn.Module):
             raise ValueError(msg)
         self.genetic = gene_features is not None
         self.transfer_prob = transfer_prob
+        self.use_interaction = interaction
         self.member_embedding = nn.Embedding(seen, hidden_dim)
         nn.init.normal_(self.member_embedding.weight, std=0.1)
         if gene_features is not None and seen_ids is not None:
@@ -177,8 +182,9 @@ class PerturbationHead(nn.Module):
             shift = shift + nn.functional.linear(
                 (borrowed_u * borrowing[..., None]).sum(1), weight
             )
-        w = self.interaction(torch.cat([(v * mask).sum(dim=1), s], dim=-1))
-        shift = shift + (n_members > 1).to(u.dtype) * self.out_interaction(w)
+        if self.use_interaction:
+            w = self.interaction(torch.cat([(v * mask).sum(dim=1), s], dim=-1))
+            shift = shift + (n_members > 1).to(u.dtype) * self.out_interaction(w)
         if self.genetic:
             shift = self._add_direct_effect(shift, members, member_mask)
         return shift
