@@ -80,3 +80,60 @@ def trained_tiny_model():
     model = xtg.XTrimoGene(adata, preset="tiny", decoder_mode="masked")
     model.train(max_epochs=2, batch_size=32, enable_progress_bar=False)
     return model
+
+
+@pytest.fixture(scope="session")
+def exact_perturbation_data():
+    """Factory of hand-built perturbation counts whose responses are known exactly.
+
+    Every cell has 10,000 counts over 130 vocabulary genes, so its log-normalised value is
+    ``ln(1 + count)``. Condition A raises gene 0 from 1 to 3 counts and lowers gene 1 by 2;
+    condition B does the same to genes 2 and 3; "A+B" does both, so every gene's response to
+    "A+B" is exactly the sum of its responses to A and B. The conditions are named by the
+    vocabulary symbols ``names["A"]`` and ``names["B"]``. With ``cell_types=True`` a second cell
+    type ("T2") has other baseline counts and the same changes.
+    """
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from xtrimogene_sc.data import GeneVocab
+
+    symbols = [n for n in GeneVocab.default().names if not n.endswith("__chrM")][:130]
+    names = {"A": symbols[10], "B": symbols[11]}
+
+    def profile(condition: str, offset: int) -> np.ndarray:
+        counts = np.full(130, 20.0 + offset)
+        counts[[0, 2]] = 1.0
+        counts[[1, 3]] = 1001.0
+        if "A" in condition:
+            counts[0] += 2
+            counts[1] -= 2
+        if "B" in condition:
+            counts[2] += 2
+            counts[3] -= 2
+        counts[-1] = 10_000 - counts[:-1].sum()
+        return counts
+
+    def build(*, n_per_condition: int = 3, cell_types: bool = False, conditions=None):
+        conditions = conditions or ["ctrl", "A", "B", "A+B"]
+        types = ["T1", "T2"] if cell_types else ["T1"]
+        rows, obs = [], []
+        for t, cell_type in enumerate(types):
+            for condition in conditions:
+                label = (
+                    "+".join(names[c] for c in condition.split("+"))
+                    if condition != "ctrl"
+                    else "ctrl"
+                )
+                for _ in range(n_per_condition):
+                    rows.append(profile(condition, 5 * t))
+                    obs.append((label, cell_type))
+        frame = pd.DataFrame(obs, columns=["condition", "cell_type"])
+        frame.index = [f"c{i}" for i in range(len(frame))]
+        X = sp.csr_matrix(np.array(rows, dtype=np.float32))
+        return ad.AnnData(X=X, obs=frame, var=pd.DataFrame(index=symbols))
+
+    build.names = names
+    build.profile = profile
+    return build

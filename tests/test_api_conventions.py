@@ -35,6 +35,7 @@ TL_WRITES_NOTHING = {
     "tl.check_gene_overlap": "returns the gene overlap of two AnnData objects as a number",
     "tl.expected_calibration_error": "returns a calibration metric as a number",
     "tl.embed_h5ad": "writes a new .h5ad file (the input is only read), not into an AnnData",
+    "tl.perturbation_metrics": "returns a table of scores of predictions against observed cells",
     "tl.score_embedding": "returns metrics of an existing embedding as numbers",
 }
 

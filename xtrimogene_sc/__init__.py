@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from xtrimogene_sc import datasets, pl, pp, tl
 from xtrimogene_sc.data import GeneVocab
-from xtrimogene_sc.model import XTrimoGene
+from xtrimogene_sc.model import XTrimoGene, XTrimoGenePerturbation
 from xtrimogene_sc.module import XTrimoGeneConfig
 
 try:
@@ -18,6 +18,7 @@ __all__ = [
     "GeneVocab",
     "XTrimoGene",
     "XTrimoGeneConfig",
+    "XTrimoGenePerturbation",
     "__version__",
     "datasets",
     "pl",
