@@ -1,4 +1,4 @@
-"""Small synthetic drug-combination data with a learnable synergy rule; the real data if present."""
+"""Synthetic drug-combination data with a learnable synergy rule; the real data where present."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from xtrimogene_sc.drugcomb import synergy_labels
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drug_combination"
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -39,7 +40,9 @@ _SMILES = {
 @pytest.fixture
 def smiles() -> dict[str, str]:
     """Six small real molecules by name; skips the test when RDKit is not installed."""
-    pytest.importorskip("rdkit", reason="RDKit is not installed (pip install 'xtrimogene-sc[drug]')")
+    pytest.importorskip(
+        "rdkit", reason="RDKit is not installed (pip install 'xtrimogene-sc[drug]')"
+    )
     return dict(_SMILES)
 
 

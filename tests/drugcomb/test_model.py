@@ -56,7 +56,9 @@ def test_symmetric_module_is_invariant_before_training():
     a, b = torch.randint(0, 7, (50,)), torch.randint(0, 7, (50,))
     cell = torch.randint(0, 3, (50,))
     assert torch.equal(module(a, b, cell), module(b, a, cell))
-    concat = SynergyModule(SynergyConfig(20, 5, architecture="concat"), torch.rand(7, 20), torch.randn(3, 5))
+    concat = SynergyModule(
+        SynergyConfig(20, 5, architecture="concat"), torch.rand(7, 20), torch.randn(3, 5)
+    )
     assert not torch.equal(concat.eval()(a, b, cell), concat(b, a, cell))  # needs the averaging
 
 
@@ -105,7 +107,9 @@ def test_unknown_drugs_and_cell_lines_are_refused(trained, synthetic):
     rows = synthetic["combinations"].iloc[:3].copy()
     model = trained["classification"]
     rows.loc[rows.index[0], "drug_b"] = "unobtainium"
-    with pytest.raises(ValueError, match=r"1 drug\(s\) not in the model's feature table: \['unobtainium'\]"):
+    with pytest.raises(
+        ValueError, match=r"1 drug\(s\) not in the model's feature table: \['unobtainium'\]"
+    ):
         model.predict(rows)
     rows = synthetic["combinations"].iloc[:3].copy()
     rows["cell_line"] = ["line0", "HeLa", "MCF7"]
@@ -146,13 +150,16 @@ def test_bad_setup_is_explained(synthetic):
 
 def test_model_from_smiles(smiles):
     names = list(smiles)
+    pairs = zip(names, names[1:] + names[:1], strict=True)
     rows = pd.DataFrame(
-        [(a, b, "any", float(i % 3 == 0)) for i, (a, b) in enumerate(zip(names, names[1:] + names[:1]))],
+        [(a, b, "any", float(i % 3 == 0)) for i, (a, b) in enumerate(pairs)],
         columns=["drug_a", "drug_b", "cell_line", "label"],
     )
     model = DrugCombinationModel(smiles, cell_key=None, n_bits=128, hidden_dim=16, drug_dim=8)
     assert model.featurization == {"kind": "morgan", "radius": 2, "n_bits": 128}
     model.train(rows, max_epochs=2, validation_size=0)
     assert np.array_equal(model.predict(rows), model.predict(_swap(rows)))
-    with pytest.raises(ValueError, match="drug 'broken': RDKit cannot parse the SMILES 'C1CC\\(\\('"):
+    with pytest.raises(
+        ValueError, match="drug 'broken': RDKit cannot parse the SMILES 'C1CC\\(\\('"
+    ):
         DrugCombinationModel({**smiles, "broken": "C1CC(("}, cell_key=None)

@@ -42,7 +42,8 @@ def test_every_split_keeps_its_promise(rows, kind):
     tested = np.zeros(len(rows), dtype=int)
     for train, test in folds:
         check_split(rows, train, test, kind=kind)  # raises on a leak
-        assert len(train) and len(test)
+        assert len(train)
+        assert len(test)
         assert not np.intersect1d(train, test).size
         tested[test] += 1
     assert (tested >= 1).all()  # every row is tested
@@ -108,7 +109,9 @@ def test_replicates_never_straddle_a_random_split(rows):
     for train, test in random_folds(replicated, n_folds=5):
         check_split(replicated, train, test, kind="random")
     with pytest.raises(LeakageError, match="replicates must stay on one side"):
-        check_split(replicated, np.arange(len(rows)), np.arange(len(rows), len(replicated)), kind="random")
+        check_split(
+            replicated, np.arange(len(rows)), np.arange(len(rows), len(replicated)), kind="random"
+        )
 
 
 def test_bad_splits_and_arguments(rows):

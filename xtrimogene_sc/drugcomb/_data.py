@@ -69,7 +69,10 @@ def synergy_labels(
     float array of 1.0, 0.0 and NaN.
     """
     if antagonism_below > synergy_above:
-        msg = f"antagonism_below ({antagonism_below}) must not exceed synergy_above ({synergy_above})"
+        msg = (
+            f"antagonism_below ({antagonism_below}) must not exceed synergy_above "
+            f"({synergy_above})"
+        )
         raise ValueError(msg)
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.full(scores.shape, np.nan)
@@ -133,6 +136,9 @@ def load_oneil(
     OneilData
         Tables restricted to the drugs and cell lines of ``scope``.
     """
+    if scope not in ("all", "deepdds"):
+        msg = f"scope must be 'all' or 'deepdds', got {scope!r}"
+        raise ValueError(msg)
     root = Path(data_dir)
     missing = [name for name in _FILES.values() if not (root / name).exists()]
     if missing:
@@ -152,9 +158,6 @@ def load_oneil(
         in_scope = keep.reindex(pd.MultiIndex.from_frame(combinations[list(COLUMNS[:3])]))
         _log_dropped(combinations, in_scope.to_numpy(dtype=bool))
         combinations = combinations[in_scope.to_numpy(dtype=bool)].reset_index(drop=True)
-    elif scope != "all":
-        msg = f"scope must be 'all' or 'deepdds', got {scope!r}"
-        raise ValueError(msg)
     drugs = pd.unique(combinations[[COLUMNS.DRUG_A, COLUMNS.DRUG_B]].to_numpy().ravel())
     lines = combinations[COLUMNS.CELL_LINE].unique()
     return OneilData(

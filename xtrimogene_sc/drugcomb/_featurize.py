@@ -1,4 +1,4 @@
-"""Drug features from SMILES: Morgan (ECFP-like) bit fingerprints through RDKit (optional extra)."""
+"""Drug features from SMILES: Morgan (ECFP-like) bit fingerprints via RDKit (optional extra)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ class DrugCombinationModel:
         ``"regression"`` (the Loewe score).
     architecture
         ``"symmetric"`` (default, invariant by construction) or ``"concat"``: DeepSynergy's MLP
-        on ``[x_a, x_b, x_cell]``, trained on both drug orders and averaged over them at prediction.
+        on ``[x_a, x_b, x_cell]``, trained on both drug orders and averaged over both at
+        prediction.
     radius, n_bits
         Morgan fingerprint radius and length (for SMILES input).
     **network
@@ -77,7 +78,7 @@ class DrugCombinationModel:
     >>> data = xtg.drugcomb.load_oneil("data/drug_combination")  # doctest: +SKIP
     >>> cells = data.expression
     >>> xtg.tl.embed(cells, model, input_type="bulk")  # doctest: +SKIP
-    >>> synergy = xtg.drugcomb.DrugCombinationModel(data.smiles, cells, cell_key="X_xtg")  # doctest: +SKIP
+    >>> synergy = xtg.DrugCombinationModel(data.smiles, cells, cell_key="X_xtg")  # doctest: +SKIP
     >>> synergy.train(data.combinations)  # doctest: +SKIP
     >>> synergy.predict(data.combinations)  # doctest: +SKIP
     """
@@ -307,7 +308,7 @@ class DrugCombinationModel:
         """
         source = Path(dir_path)
         if not (source / CONFIG_FILE).exists() or not (source / WEIGHTS_FILE).exists():
-            msg = f"{source} is not a saved DrugCombinationModel ({CONFIG_FILE} or {WEIGHTS_FILE} missing)"
+            msg = f"{source} is not a saved DrugCombinationModel (no {CONFIG_FILE}/{WEIGHTS_FILE})"
             raise FileNotFoundError(msg)
         meta = json.loads((source / CONFIG_FILE).read_text())
         if meta.get("kind") != _KIND or meta.get("format_version") != _FORMAT_VERSION:
@@ -342,8 +343,8 @@ def _lookup(names: pd.Index, values: pd.Series, what: str) -> np.ndarray:
         unknown = sorted(set(values.astype(str)[positions < 0]))
         where = "drugs (give its SMILES)" if what == "drug" else "cell_lines AnnData (obs_names)"
         msg = (
-            f"{len(unknown)} {what}(s) not in the model's feature table: {unknown[:10]}; the model "
-            f"knows {len(names)}. Build the model with them in its {where}, or drop those rows"
+            f"{len(unknown)} {what}(s) not in the model's feature table: {unknown[:10]}; "
+            f"the model knows {len(names)}. Build the model with them in its {where}, or drop those rows"
         )
         raise ValueError(msg)
     return positions.astype(np.int64)

@@ -84,7 +84,8 @@ class SynergyModule(nn.Module):
         super().__init__()
         self.config = config
         if drug_table.shape[1] != config.n_drug_features:
-            msg = f"drug_table has {drug_table.shape[1]} features, config says {config.n_drug_features}"
+            n_drug = drug_table.shape[1]
+            msg = f"drug_table has {n_drug} features, config says {config.n_drug_features}"
             raise ValueError(msg)
         n_cell = 0 if cell_table is None else cell_table.shape[1]
         if n_cell != config.n_cell_features:

@@ -234,30 +234,22 @@ def check_split(
     """
     train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
     n = len(combinations)
-    if (
-        len(train)
-        and (train.min() < 0 or train.max() >= n)
-        or len(test)
-        and (test.min() < 0 or test.max() >= n)
-    ):
-        msg = f"row positions must lie in [0, {n}) for {n} combinations"
-        raise IndexError(msg)
+    for rows in (train, test):
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            msg = f"row positions must lie in [0, {n}) for {n} combinations"
+            raise IndexError(msg)
     shared_rows = np.intersect1d(train, test)
     if len(shared_rows):
-        msg = f"{len(shared_rows)} rows are in both train and test (e.g. positions {shared_rows[:_N_EXAMPLES].tolist()})"
+        examples = shared_rows[:_N_EXAMPLES].tolist()
+        msg = f"{len(shared_rows)} rows are in both train and test (e.g. positions {examples})"
         raise LeakageError(msg)
     if kind == "drug":
         _check_drug_split(combinations, train, test)
         return
-    keys = {
-        "random": (triplet_keys, "drug-pair/cell-line combinations", "replicates must stay on one side"),
-        "drug_pair": (pair_keys, "drug pairs (A+B and B+A are one pair)", "a test pair must be new in every cell line"),
-        "cell_line": (lambda c: c[COLUMNS.CELL_LINE].astype(str).to_numpy(), "cell lines", "a test cell line must be new"),
-    }  # fmt: skip
-    if kind not in keys:
+    if kind not in _PROMISES:
         msg = f"unknown split {kind!r}; choose one of {sorted(SPLITS)}"
         raise ValueError(msg)
-    key_of, what, why = keys[kind]
+    key_of, what, why = _PROMISES[kind]
     values = key_of(combinations)
     both = np.intersect1d(values[train], values[test])
     if len(both):
@@ -267,6 +259,23 @@ def check_split(
             f"xtg.drugcomb.make_folds(combinations, {kind!r})"
         )
         raise LeakageError(msg)
+
+
+def _cell_line_keys(combinations: pd.DataFrame) -> np.ndarray:
+    return combinations[COLUMNS.CELL_LINE].astype(str).to_numpy()
+
+
+# kind -> (key of a row, what the keys are, why they must not be shared)
+_PROMISES: dict[str, tuple[Callable[[pd.DataFrame], np.ndarray], str, str]] = {
+    "random": (
+        triplet_keys, "drug-pair/cell-line combinations", "replicates must stay on one side"
+    ),
+    "drug_pair": (
+        pair_keys, "drug pairs (A+B and B+A are one pair)",
+        "a test pair must be new in every cell line",
+    ),
+    "cell_line": (_cell_line_keys, "cell lines", "a test cell line must be new"),
+}  # fmt: skip
 
 
 def _check_drug_split(combinations: pd.DataFrame, train: np.ndarray, test: np.ndarray) -> None:
