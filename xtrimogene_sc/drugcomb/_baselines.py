@@ -14,7 +14,8 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from xtrimogene_sc.drugcomb._data import COLUMNS
-from xtrimogene_sc.drugcomb._model import Task, _cell_features, _drug_features, _lookup
+from xtrimogene_sc.drugcomb._model import Task
+from xtrimogene_sc.drugcomb._tables import cell_features, drug_features, lookup
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -61,13 +62,13 @@ class GradientBoostingSynergy:
         if task not in ("classification", "regression"):
             msg = f"task must be 'classification' or 'regression', got {task!r}"
             raise ValueError(msg)
-        drug_table, _ = _drug_features(drugs, radius=radius, n_bits=n_bits)
+        drug_table, _ = drug_features(drugs, radius=radius, n_bits=n_bits)
         values = drug_table.to_numpy(np.float32)
         informative = values.std(axis=0) > 0
         _, first = np.unique(values[:, informative], axis=1, return_index=True)
         self.drug_table = values[:, np.flatnonzero(informative)[np.sort(first)]]
         self.drug_names = pd.Index(drug_table.index.astype(str))
-        cells = _cell_features(cell_lines, cell_key)
+        cells = cell_features(cell_lines, cell_key)
         self.cell_key = cell_key
         self.cell_names = pd.Index([] if cells is None else cells.index)
         self.cell_table = None if cells is None else cells.to_numpy(np.float32)
@@ -81,13 +82,13 @@ class GradientBoostingSynergy:
         )
 
     def _features(self, combinations: pd.DataFrame) -> np.ndarray:
-        a = _lookup(self.drug_names, combinations[COLUMNS.DRUG_A], "drug")
-        b = _lookup(self.drug_names, combinations[COLUMNS.DRUG_B], "drug")
+        a = lookup(self.drug_names, combinations[COLUMNS.DRUG_A], "drug")
+        b = lookup(self.drug_names, combinations[COLUMNS.DRUG_B], "drug")
         parts = [self.drug_table[a] + self.drug_table[b]]
         if self.cell_table is not None:
             parts.append(
                 self.cell_table[
-                    _lookup(self.cell_names, combinations[COLUMNS.CELL_LINE], "cell line")
+                    lookup(self.cell_names, combinations[COLUMNS.CELL_LINE], "cell line")
                 ]
             )
         return np.hstack(parts)

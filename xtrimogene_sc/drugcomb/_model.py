@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from xtrimogene_sc.drugcomb._data import COLUMNS
-from xtrimogene_sc.drugcomb._featurize import morgan_fingerprints
 from xtrimogene_sc.drugcomb._module import Architecture, SynergyConfig, SynergyModule
 from xtrimogene_sc.drugcomb._splits import random_folds
+from xtrimogene_sc.drugcomb._tables import cell_features, drug_features, lookup
 from xtrimogene_sc.drugcomb._training import IndexedRows, fit, forward_all
 from xtrimogene_sc.model._io import (
     CONFIG_FILE,
@@ -98,8 +98,8 @@ class DrugCombinationModel:
         if task not in ("classification", "regression"):
             msg = f"task must be 'classification' or 'regression', got {task!r}"
             raise ValueError(msg)
-        drug_table, self.featurization = _drug_features(drugs, radius=radius, n_bits=n_bits)
-        cell_table = _cell_features(cell_lines, cell_key)
+        drug_table, self.featurization = drug_features(drugs, radius=radius, n_bits=n_bits)
+        cell_table = cell_features(cell_lines, cell_key)
         self.task: Task = task
         self.cell_key = cell_key
         self.drug_names = pd.Index(drug_table.index.astype(str), name="drug")
@@ -136,10 +136,10 @@ class DrugCombinationModel:
         if absent:
             msg = f"combinations lack the column(s) {absent}; expected {needed}"
             raise KeyError(msg)
-        a = _lookup(self.drug_names, combinations[COLUMNS.DRUG_A], "drug")
-        b = _lookup(self.drug_names, combinations[COLUMNS.DRUG_B], "drug")
+        a = lookup(self.drug_names, combinations[COLUMNS.DRUG_A], "drug")
+        b = lookup(self.drug_names, combinations[COLUMNS.DRUG_B], "drug")
         if self.cell_key:
-            cell = _lookup(self.cell_names, combinations[COLUMNS.CELL_LINE], "cell line")
+            cell = lookup(self.cell_names, combinations[COLUMNS.CELL_LINE], "cell line")
         else:
             cell = np.zeros(len(combinations), dtype=np.int64)
         return tuple(torch.from_numpy(x) for x in (a, b, cell))
@@ -334,65 +334,3 @@ class DrugCombinationModel:
 def _reset(layer: nn.Module) -> None:
     if isinstance(layer, nn.Linear):
         layer.reset_parameters()
-
-
-def _lookup(names: pd.Index, values: pd.Series, what: str) -> np.ndarray:
-    """Positions of ``values`` in ``names``; names that are absent are refused, all listed."""
-    positions = names.get_indexer(values.astype(str))
-    if (positions < 0).any():
-        unknown = sorted(set(values.astype(str)[positions < 0]))
-        where = "drugs (give its SMILES)" if what == "drug" else "cell_lines AnnData (obs_names)"
-        msg = (
-            f"{len(unknown)} {what}(s) not in the model's feature table: {unknown[:10]}; "
-            f"the model knows {len(names)}. Build the model with them in its {where}, or drop those rows"
-        )
-        raise ValueError(msg)
-    return positions.astype(np.int64)
-
-
-def _drug_features(
-    drugs: Mapping[str, str] | pd.Series | pd.DataFrame, *, radius: int, n_bits: int
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Drugs x features table and how it was made."""
-    if isinstance(drugs, pd.DataFrame):
-        values = drugs.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            msg = "the drug feature table holds NaN or infinite values"
-            raise ValueError(msg)
-        return drugs.astype(np.float32), {
-            "kind": "custom",
-            "columns": list(map(str, drugs.columns)),
-        }
-    table = morgan_fingerprints(drugs, radius=radius, n_bits=n_bits)
-    return table, {"kind": "morgan", "radius": radius, "n_bits": n_bits}
-
-
-def _cell_features(cell_lines: AnnData | None, cell_key: str | None) -> pd.DataFrame | None:
-    """Standardised cell-line features from ``obsm[cell_key]`` (``None``: drugs only)."""
-    if cell_key is None:
-        return None
-    if cell_lines is None:
-        msg = (
-            f"cell_key={cell_key!r} needs an AnnData of cell lines (or cell_key=None: drugs only)"
-        )
-        raise ValueError(msg)
-    if cell_key not in cell_lines.obsm:
-        msg = (
-            f"cell_key={cell_key!r} is not in cell_lines.obsm (keys: {list(cell_lines.obsm)}); "
-            "put the features there, e.g. cells.obsm['X_log_tpm'] = np.log1p(cells.X) or "
-            "xtg.tl.embed(cells, model, input_type='bulk') for 'X_xtg'"
-        )
-        raise KeyError(msg)
-    features = cell_lines.obsm[cell_key]
-    values = np.asarray(
-        features.toarray() if hasattr(features, "toarray") else features, np.float64
-    )
-    if values.ndim != 2 or not np.isfinite(values).all():
-        msg = f"cell_lines.obsm[{cell_key!r}] must be a finite 2-D array"
-        raise ValueError(msg)
-    if not cell_lines.obs_names.is_unique:
-        msg = "cell_lines.obs_names must be unique cell-line names"
-        raise ValueError(msg)
-    scale = values.std(axis=0)
-    values = (values - values.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
-    return pd.DataFrame(values.astype(np.float32), index=cell_lines.obs_names.astype(str))
