@@ -255,8 +255,8 @@ def settings_text(args: argparse.Namespace, how: str, total_seconds: float) -> s
     return (
         f"Run {dt.date.today().isoformat()} with `python benchmarks/bench_drug_combination.py"
         f"{' --quick' if args.quick else ''}` on a shared 2-core CPU "
-        f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-        f"other jobs running), total {total_seconds / 60:.1f} min; seconds per fold cover both "
+        f"({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch thread(s), other jobs running), total {total_seconds / 60:.1f} min; seconds per fold cover both "
         f'tasks. X_xtg: {how}, embedded with `input_type="bulk"` (T = S = log10 total TPM '
         f"over the 954 genes); the random-weight row embeds with an untrained model of the same "
         f"preset. Neural models: at most {args.max_epochs} epochs, early stopping on an inner "
@@ -289,8 +289,9 @@ def main() -> None:
     )
     parser.add_argument("--methods", nargs="*", default=None,
                         help="substrings of method names to run (default: all)")  # fmt: skip
-    parser.add_argument("--xtg-model", type=Path, default=None,
-                        help="a saved XTrimoGene directory to embed the cell lines with")  # fmt: skip
+    parser.add_argument(
+        "--xtg-model", type=Path, default=None, help="a saved XTrimoGene to embed the cell lines"
+    )
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--gbt-iter", type=int, default=500)

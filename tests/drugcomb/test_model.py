@@ -163,3 +163,14 @@ def test_model_from_smiles(smiles):
         ValueError, match="drug 'broken': RDKit cannot parse the SMILES 'C1CC\\(\\('"
     ):
         DrugCombinationModel({**smiles, "broken": "C1CC(("}, cell_key=None)
+
+
+def test_concat_first_layer_is_the_linear_map_of_the_concatenated_inputs():
+    torch.manual_seed(0)
+    config = SynergyConfig(n_drug_features=20, n_cell_features=5, architecture="concat")
+    module = SynergyModule(config, torch.rand(7, 20), torch.randn(3, 5)).eval()
+    a, b = torch.randint(0, 7, (50,)), torch.randint(0, 7, (50,))
+    cell = torch.randint(0, 3, (50,))
+    inputs = torch.cat([module.drug_table[a], module.drug_table[b], module.cell_table[cell]], 1)
+    expected = module.head(inputs).squeeze(1)
+    torch.testing.assert_close(module(a, b, cell), expected)
