@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ from torch.utils.flop_counter import (  # noqa: E402
     sdpa_flop_count,
 )
 
+from benchmarks._throughput import (  # noqa: E402
+    api_worker,
+    matmul_peak_tflops,
+    nominal_peak_tflops,
+)
 from benchmarks.bench_asymmetric_vs_dense import (  # noqa: E402
     analytic_flops,
     build_config,
@@ -66,6 +72,7 @@ from benchmarks.bench_asymmetric_vs_dense import (  # noqa: E402
 from xtrimogene_sc._constants import TOKENS  # noqa: E402
 
 MODELS = ("asym-full", "asym-masked", "dense")
+TIMED = ("asym-full", "asym-full+ckpt", "asym-masked", "dense")  # +ckpt: gradient checkpointing
 GENES = TOKENS.N_GENES
 QUICK = {"presets": ("tiny",), "genes": 2048, "densities": (0.1,), "batch_size": 2}
 ATEN = torch.ops.aten
@@ -188,10 +195,15 @@ def run_worker(job: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     device = torch.device(job["device"])
     cuda = device.type == "cuda"
-    config = build_config(job["preset"], job["model"], job["dropout"])
-    cells = synthetic_cells(job["batch"], job["genes"], job["density"]).to(device)
-    model = build_model(job["model"], config, job["genes"]).to(device)
-    dense = job["model"] == "dense"
+    name = job["model"].removesuffix("+ckpt")
+    config = build_config(job["preset"], name, job["dropout"])
+    config = replace(config, gradient_checkpointing=job["model"].endswith("+ckpt"))
+    cpu_cells = synthetic_cells(job["batch"], job["genes"], job["density"])
+    _, step_flops = profiled_flops(build_model(name, config, job["genes"]), cpu_cells)
+    cells = cpu_cells.to(device)
+    torch.manual_seed(0)
+    model = build_model(name, config, job["genes"]).to(device)
+    dense = name == "dense"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
 
     def timed(fn: Any, repeats: int) -> float:
@@ -233,6 +245,8 @@ def run_worker(job: dict[str, Any]) -> dict[str, Any]:
 
     train_s = timed(train_step, job["repeats"])
     return {
+        "step_gflop": step_flops / 1e9,
+        "matmul_tflops": matmul_peak_tflops(device),
         "train_s": train_s,
         "train_mb": peak_mb(),
         "embed_s": embed_s,
@@ -241,9 +255,10 @@ def run_worker(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run :func:`run_worker` in a fresh interpreter; failures come back as a status."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)]
+def measure(job: dict[str, Any], timeout_s: float, flag: str = "--worker") -> dict[str, Any]:
+    """Run a worker (``--worker`` or ``--api-worker``) in a fresh interpreter; failures come back
+    as a status."""
+    command = [sys.executable, str(Path(__file__).resolve()), flag, json.dumps(job)]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -277,7 +292,7 @@ def timing_records(args: argparse.Namespace) -> list[dict[str, Any]]:
     dense_density = min(args.densities, key=lambda d: abs(d - 0.1))
     records = []
     for density in args.densities:
-        for name in MODELS:
+        for name in TIMED:
             if name == "dense" and density != dense_density:
                 continue
             job = {
@@ -308,7 +323,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout-s", type=float, default=900.0, help="per-worker limit")
     parser.add_argument("--skip-timing", action="store_true", help="FLOP table only")
     parser.add_argument("--quick", action="store_true", help="tiny preset, 2,048 genes, < 60 s")
+    parser.add_argument("--api-cells", type=int, default=64, help="cells for the API section")
+    parser.add_argument("--api-batch-size", type=int, default=8, help="train() batch size")
+    parser.add_argument("--skip-api", action="store_true", help="no model.train/embedding rows")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--api-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.presets = tuple(p for p in args.presets.split(",") if p)
     args.densities = tuple(float(d) for d in args.densities.split(",") if d)
@@ -317,6 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.presets, args.timing_preset = QUICK["presets"], QUICK["presets"][0]
         args.genes, args.densities = QUICK["genes"], QUICK["densities"]
         args.batch_size, args.repeats = QUICK["batch_size"], 1
+        args.api_cells, args.api_batch_size = 8, 4
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA build of torch and a visible GPU")
     if not args.densities or any(not 0 < d < 1 for d in args.densities):
@@ -329,6 +349,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.worker is not None:
         print(json.dumps(run_worker(json.loads(args.worker))))
+        return {}
+    if args.api_worker is not None:
+        print(json.dumps(api_worker(json.loads(args.api_worker))))
         return {}
     torch.set_num_threads(args.threads)
     print(f"# efficiency benchmark | genes={args.genes} (+2 depth tokens) torch={torch.__version__}"
@@ -345,6 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ))  # fmt: skip
     timing = [] if args.skip_timing else timing_records(args)
     dense = next((r for r in timing if r["model"] == "dense" and r["status"] == "ok"), None)
+    nominal = nominal_peak_tflops(torch.device(args.device))
     if timing:
         mem = "peak GPU MB" if args.device == "cuda" else "peak RSS MB"
         print(f"\n## Training step (fwd+bwd+AdamW), preset={args.timing_preset}, "
@@ -356,12 +380,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          f"{r['train_s']:.3f}" if ok else "-",
                          f"{args.batch_size / r['train_s']:.2f}" if ok else "-",
                          f"{r['train_mb']:.0f}" if ok else "-",
-                         f"{r['train_mb'] - r['setup_mb']:.0f}" if ok else "-",
+                         f"{(r['train_mb'] - r['setup_mb']) / args.batch_size:.0f}" if ok else "-",
                          _ratio(dense and dense["train_s"], r.get("train_s")),
-                         _ratio(dense and dense["train_mb"] - dense["setup_mb"],
-                                r["train_mb"] - r["setup_mb"] if ok else None)])  # fmt: skip
-        print(_table(["model", "density", "status", "s/step", "cells/s", mem, "MB over setup",
-                      "dense/model time", "dense/model MB over setup"], rows))  # fmt: skip
+                         f"{r['step_gflop']:.1f}" if ok else "-",
+                         f"{_tflops(r):.3f}" if ok else "-",
+                         f"{_mfu(r, r['matmul_tflops']):.0%}" if ok else "-",
+                         f"{_mfu(r, nominal):.1%}" if ok and nominal else "-"])  # fmt: skip
+        print(_table(["model", "density", "status", "s/step", "cells/s", mem, "MB/cell over setup",
+                      "dense/model time", "GFLOP/step", "TFLOP/s", "MFU vs measured matmul",
+                      "MFU vs datasheet"], rows))  # fmt: skip
+        print(f"\n# measured matmul peak: {timing[0].get('matmul_tflops', float('nan')):.3f} "
+              f"TFLOP/s ({'bf16' if args.device == 'cuda' else 'fp32'}); datasheet: "
+              f"{nominal or '-'}")  # fmt: skip
         print(f"\n## Embedding throughput (encoder-only embed_cells vs dense embed), "
               f"batch={args.batch_size}\n")  # fmt: skip
         rows = [[r["model"], f"{r['density']:g}", f"{r['embed_s']:.3f}",
@@ -371,7 +401,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(_table(["model", "density", "s/batch", "cells/s", mem, "speed-up vs dense"], rows))
         print(f"\n# dense baseline measured at density {dense['density'] if dense else '-'} only: "
               "its work does not depend on density (every position is a token)")  # fmt: skip
-    print(f"# load average at end: {_load()}\n")
+    api = [] if args.skip_api or args.skip_timing else api_records(args)
+    if api:
+        print(f"\n## Through the user API: XTrimoGene.train (2 epochs after a warm-up epoch, "
+              f"batch {args.api_batch_size}) and get_latent_representation, {args.api_cells} "
+              f"cells, preset={args.timing_preset}\n")  # fmt: skip
+        print(_table(["decoder_mode", "density", "status", "train cells/s", "embed cells/s"],
+                     [[r["mode"], f"{r['density']:g}", r["status"],
+                       f"{r['train_cells_s']:.1f}" if r["status"] == "ok" else "-",
+                       f"{r['embed_cells_s']:.1f}" if r["status"] == "ok" else "-"]
+                      for r in api]))  # fmt: skip
+    print(f"\n# load average at end: {_load()}\n")
     ref = min(args.densities, key=lambda d: abs(d - 0.1))
     for preset in args.presets:
         for name in ("asym-full", "asym-masked"):
@@ -383,9 +423,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in timing:
         if r["density"] == ref and r["model"] != "dense" and dense and r["status"] == "ok":
             speed = dense["train_s"] / r["train_s"]
+            goal = 30 if r["model"] == "asym-masked" else 12
             print(f"training-step speed-up ({args.timing_preset}, {r['model']}, {args.device}): "
-                  f"{speed:.1f} (goal >= 10: {'met' if speed >= 10 else 'NOT met'})")  # fmt: skip
-    return {"flops": flops, "timing": timing}
+                  f"{speed:.1f} (goal >= {goal}: {'met' if speed >= goal else 'NOT met'})")  # fmt: skip
+        if r["density"] == ref and r["model"] == "asym-full" and r["status"] == "ok":
+            mfu = _mfu(r, nominal or r["matmul_tflops"])
+            print(f"MFU of the full-decoder step: {mfu:.0%} vs "
+                  f"{'datasheet' if nominal else 'measured matmul'} (goal >= 35%)")  # fmt: skip
+        if r["density"] == ref and r["model"] == "asym-full+ckpt" and r["status"] == "ok":
+            per_cell = (r["train_mb"] - r["setup_mb"]) / args.batch_size / 1024
+            print(f"peak memory a cell, full decoder with checkpointing: {per_cell:.2f} GB "
+                  f"(goal <= 1.5 GB)")  # fmt: skip
+    for r in api:
+        if r["status"] == "ok" and r["density"] == ref:
+            goals = {"full": (60, 1100), "masked": (200, 1100)}[r["mode"]]
+            print(f"model.train ({r['mode']}): {r['train_cells_s']:.1f} cells/s (goal >= "
+                  f"{goals[0]} on the GPU); get_latent_representation: "
+                  f"{r['embed_cells_s']:.1f} cells/s (goal >= {goals[1]} on the GPU)")  # fmt: skip
+    return {"flops": flops, "timing": timing, "api": api}
+
+
+def _tflops(r: dict[str, Any]) -> float:
+    return r["step_gflop"] / r["train_s"] / 1e3
+
+
+def _mfu(r: dict[str, Any], peak_tflops: float | None) -> float:
+    return _tflops(r) / peak_tflops if peak_tflops else float("nan")
+
+
+def api_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``model.train`` and embedding throughput, full and masked decoder, at ~10% density."""
+    density = min(args.densities, key=lambda d: abs(d - 0.1))
+    records = []
+    for mode in ("full", "masked"):
+        job = {
+            "mode": mode, "density": density, "preset": args.timing_preset, "genes": args.genes,
+            "cells": args.api_cells, "batch": args.api_batch_size, "threads": args.threads,
+            "dropout": args.dropout, "device": args.device,
+        }  # fmt: skip
+        result = measure(job, args.timeout_s, flag="--api-worker")
+        print(f"# measured API {mode}: {result['status']}", file=sys.stderr, flush=True)
+        records.append({**job, **result})
+    return records
 
 
 if __name__ == "__main__":

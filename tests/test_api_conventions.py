@@ -28,11 +28,13 @@ NAMESPACES = {"pp": xtg.pp, "tl": xtg.tl, "pl": xtg.pl}
 NOT_ADATA_FIRST = {
     "tl.expected_calibration_error": "a metric on arrays (probabilities, true labels)",
     "pl.training_curves": "figure only: plots a model's training history, not an AnnData",
+    "tl.embed_h5ad": "file to file: streams an .h5ad too large for memory, given by its path",
 }
 # tl functions that write nothing into ``adata`` (so need neither ``key_added`` nor ``copy``).
 TL_WRITES_NOTHING = {
     "tl.check_gene_overlap": "returns the gene overlap of two AnnData objects as a number",
     "tl.expected_calibration_error": "returns a calibration metric as a number",
+    "tl.embed_h5ad": "writes a new .h5ad file (the input is only read), not into an AnnData",
 }
 
 _PARAM_HEADER = re.compile(r"^\s*Parameters\s*\n\s*-{3,}\s*$", re.MULTILINE)

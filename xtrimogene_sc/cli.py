@@ -1,4 +1,4 @@
-"""Command line: ``xtrimogene-sc demo``, ``preprocess`` and ``pretrain``."""
+"""Command line: ``xtrimogene-sc demo``, ``embed``, ``preprocess`` and ``pretrain``."""
 
 from __future__ import annotations
 
@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="'full' is the reference decoder (about 15x slower on CPU)")  # fmt: skip
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+    from xtrimogene_sc._cli_embed import add_subcommand as add_embed
     from xtrimogene_sc.pretrain._cli import add_subcommands
 
+    add_embed(sub)
     add_subcommands(sub)
     return parser
 

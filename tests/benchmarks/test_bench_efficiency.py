@@ -47,12 +47,28 @@ def test_quick_run_prints_every_table_and_the_goal_lines(quick_stdout: str) -> N
     for row in flops:  # the profiler and the analytic formula describe the same computation
         assert 0.9 < float(row["profiled/analytic fwd"]) < 1.1, row
     train = _rows(quick_stdout, "## Training step")
-    assert {row["model"] for row in train} == {"asym-full", "asym-masked", "dense"}
+    assert {row["model"] for row in train} == {"asym-full", "asym-full+ckpt", "asym-masked",
+                                               "dense"}  # fmt: skip
     assert all(row["status"] == "ok" and float(row["s/step"]) > 0 for row in train)
+    for row in train:  # MFU = counted FLOPs / measured time / measured matmul rate
+        mfu = float(row["MFU vs measured matmul"].rstrip("%")) / 100
+        assert 0 <= mfu < 1.5, row
+        assert float(row["GFLOP/step"]) > 0
+    steps = {row["model"]: float(row["GFLOP/step"]) for row in train}
+    assert steps["asym-full+ckpt"] > steps["asym-full"]  # checkpointing recomputes the forward
     embed = _rows(quick_stdout, "## Embedding throughput")
     assert all(float(row["cells/s"]) > 0 for row in embed)
-    assert "FLOPs ratio at 10% density (tiny, asym-full):" in quick_stdout
-    assert "training-step speed-up (tiny, asym-masked, cpu):" in quick_stdout
+    api = _rows(quick_stdout, "## Through the user API")
+    assert {row["decoder_mode"] for row in api} == {"full", "masked"}
+    assert all(row["status"] == "ok" and float(row["train cells/s"]) > 0 for row in api)
+    for line in (
+        "FLOPs ratio at 10% density (tiny, asym-full):",
+        "training-step speed-up (tiny, asym-masked, cpu):",
+        "MFU of the full-decoder step:",
+        "peak memory a cell, full decoder with checkpointing:",
+        "model.train (masked):",
+    ):
+        assert line in quick_stdout
 
 
 def test_flop_counter_matches_the_analytic_encoder_block(bench) -> None:

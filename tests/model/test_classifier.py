@@ -9,7 +9,7 @@ import torch
 
 import xtrimogene_sc as xtg
 from xtrimogene_sc.model import XTrimoGeneClassifier
-from xtrimogene_sc.model._classifier import class_weights
+from xtrimogene_sc.train._finetune import class_weights
 
 
 @pytest.fixture(scope="module")

@@ -146,3 +146,34 @@ def test_reference_configuration_parameter_count():
         m = XTrimoGeneModule(XTrimoGeneConfig.preset("100m"))
     n = sum(p.numel() for p in m.parameters())
     assert 115e6 < n < 122e6  # spec §4.1: ~119M incl. the 19,267 x 768 gene table
+
+
+def test_encoder_cap_bounds_the_encoder_input_and_masks_the_rest(tiny_config):
+    m = XTrimoGeneModule(replace(tiny_config, max_encoder_genes=5, mask_ratio_nonzero=0.0))
+    cells = _cells(n_cells=3, density=0.2)
+    seen = []
+    m.encode = lambda c, keep=None: (
+        seen.append(int(keep.sum())) or XTrimoGeneModule.encode(m, c, keep)
+    )
+    out = m(cells, generator=torch.Generator().manual_seed(0))
+    assert seen == [5 * 3]  # 5 genes a cell reach the encoder
+    n_nonzero = cells.pos.numel()
+    # every surplus expressed gene is a masked target, with its true value
+    masked_nonzero = int((out.target > 0).sum())
+    assert masked_nonzero == n_nonzero - 15
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
+    cells = _cells()
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        m = XTrimoGeneModule(
+            replace(tiny_config, gradient_checkpointing=flag, encoder_dropout=0.1)
+        )
+        m.train()
+        m(cells, generator=torch.Generator().manual_seed(3)).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6)

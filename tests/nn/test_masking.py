@@ -53,3 +53,34 @@ def test_pack_rows_pads_to_multiple_and_carries_vectors():
     assert packed.shape == (2, 4, 2)
     assert valid.sum() == 3
     assert packed[1, 1].tolist() == [4.0, 5.0]
+
+
+def test_cap_masks_a_random_surplus_only_in_rows_over_the_cap():
+    from xtrimogene_sc.nn._masking import cap_kept_entries
+
+    crow = torch.tensor([0, 10, 13, 30])  # rows of 10, 3 and 17 entries
+    masked = torch.zeros(30, dtype=torch.bool)
+    masked[[0, 1, 13, 14]] = True  # row 0 keeps 8, row 2 keeps 15
+    g = torch.Generator().manual_seed(0)
+    capped = cap_kept_entries(masked, crow, 5, generator=g)
+    kept = [int((~capped[a:b]).sum()) for a, b in ((0, 10), (10, 13), (13, 30))]
+    assert kept == [5, 3, 5]
+    assert capped[masked].all()  # what was masked stays masked
+    other = cap_kept_entries(masked, crow, 5, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(capped, other)  # the surplus is a random choice
+    assert cap_kept_entries(masked, crow, 20) is masked  # nothing over the cap: unchanged
+
+
+def test_zero_masks_are_drawn_only_among_candidate_genes():
+    crow = torch.tensor([0, 2, 3])
+    positions = torch.tensor([1, 5, 7])
+    candidates = torch.zeros(50, dtype=torch.bool)
+    candidates[:10] = True
+    _, zero_masked = sample_masks(
+        crow, 50, p_nonzero=0.3, p_zero=0.9, positions=positions, candidates=candidates,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert not zero_masked[:, 10:].any()  # never outside the measured genes
+    assert zero_masked[:, :10].sum() > 10  # p=0.9 over ~8 unexpressed measured genes a cell
+    assert not zero_masked[0, [1, 5]].any()  # expressed genes are not zeros
+    assert not zero_masked[1, 7]

@@ -9,7 +9,8 @@ import pytest
 from scipy.special import softmax
 
 import xtrimogene_sc as xtg
-from xtrimogene_sc.tl._probe import EmbeddingProbe, expected_calibration_error, fit_temperature
+from xtrimogene_sc.tl._probe import EmbeddingProbe
+from xtrimogene_sc.train._calibration import expected_calibration_error, fit_temperature
 
 
 def _blobs(n_per_class: int, *, seed: int, spread: float = 1.0) -> ad.AnnData:

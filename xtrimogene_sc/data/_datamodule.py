@@ -36,6 +36,13 @@ class CellDataModule(pl.LightningDataModule):
         DataLoader worker processes.
     depth
         Target-depth semantics of the T token.
+    max_tokens
+        Largest number of padded encoder tokens in a batch (``None``: cells only).
+    max_genes
+        Training cap on a cell's encoder genes (the model's ``max_encoder_genes``), used to
+        count a long cell's tokens as the model will see them.
+    extra_tokens
+        Tokens every cell adds to its genes (2 with the read-depth tokens T and S).
     """
 
     def __init__(
@@ -48,6 +55,9 @@ class CellDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         depth: DepthSpec | None = None,
+        max_tokens: int | None = None,
+        max_genes: int | None = None,
+        extra_tokens: int = 2,
     ) -> None:
         super().__init__()
         if not 0.0 < train_size <= 1.0:
@@ -57,7 +67,11 @@ class CellDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
-        self.lengths = row_lengths(X)
+        self.max_tokens = max_tokens
+        genes = row_lengths(X)
+        self.lengths = (
+            genes if max_genes is None else np.minimum(genes, max_genes)
+        ) + extra_tokens
         n = X.shape[0]
         order = np.random.default_rng(seed).permutation(n)
         n_train = n if train_size == 1.0 else min(n - 1, max(1, int(round(train_size * n))))
@@ -71,17 +85,25 @@ class CellDataModule(pl.LightningDataModule):
         return len(self.train_idx)
 
     @property
+    def n_train_batches(self) -> int:
+        """Training batches per epoch (fixed across epochs)."""
+        return len(self._sampler(self.train_idx, shuffle=True))
+
+    @property
     def n_val(self) -> int:
         """Number of validation cells."""
         return len(self.val_idx)
 
+    def _sampler(self, indices: np.ndarray, *, shuffle: bool) -> LengthBucketBatchSampler:
+        return LengthBucketBatchSampler(
+            self.lengths[indices], indices, self.batch_size, max_tokens=self.max_tokens,
+            shuffle=shuffle, seed=self.seed,
+        )  # fmt: skip
+
     def _loader(self, indices: np.ndarray, *, shuffle: bool) -> DataLoader:
-        sampler = LengthBucketBatchSampler(
-            self.lengths[indices], indices, self.batch_size, shuffle=shuffle, seed=self.seed
-        )
         return DataLoader(
             self.dataset,
-            sampler=sampler,
+            sampler=self._sampler(indices, shuffle=shuffle),
             batch_size=None,
             collate_fn=identity_collate,
             num_workers=self.num_workers,

@@ -15,8 +15,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._tokenize import DepthSpec, tokenize_counts
 from xtrimogene_sc.module._batch import SparseCells
+
+
+def observed_genes(var_to_position: np.ndarray) -> torch.Tensor:
+    """``(19264,)`` bool tensor: the vocabulary genes some column maps to."""
+    observed = torch.zeros(TOKENS.N_GENES, dtype=torch.bool)
+    positions = np.asarray(var_to_position)
+    observed[torch.from_numpy(positions[positions >= 0].astype(np.int64))] = True
+    return observed
 
 
 def row_lengths(X: Any, *, chunk_size: int = 65536) -> np.ndarray:
@@ -34,21 +43,64 @@ def row_lengths(X: Any, *, chunk_size: int = 65536) -> np.ndarray:
     return lengths
 
 
+def length_bucket(lengths: np.ndarray) -> np.ndarray:
+    """Round lengths up onto a grid whose step is 1/8 of the power of two below each length.
+
+    Cells in the same bucket pad each other by less than 12.5%; the grid is what makes batch
+    sizes independent of the shuffle (see :class:`LengthBucketBatchSampler`).
+    """
+    lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
+    step = 2 ** np.maximum(0, np.floor(np.log2(lengths)).astype(np.int64) - 3)
+    return -(-lengths // step) * step
+
+
+def token_budget_sizes(
+    sorted_lengths: np.ndarray, batch_size: int, max_tokens: int | None
+) -> list[int]:
+    """Greedy batch sizes over ascending lengths.
+
+    A batch holds at most ``batch_size`` cells and, when set, at most ``max_tokens`` padded
+    tokens (cells x longest cell); a cell longer than ``max_tokens`` goes alone.
+    """
+    sizes: list[int] = []
+    count = 0
+    for length in sorted_lengths.tolist():
+        over = max_tokens is not None and (count + 1) * length > max_tokens
+        if count and (count == batch_size or over):
+            sizes.append(count)
+            count = 0
+        count += 1
+    if count:
+        sizes.append(count)
+    return sizes
+
+
 class LengthBucketBatchSampler(Sampler[list[int]]):
-    """Shuffled batches of cells with similar lengths, sharded across distributed ranks.
+    """Shuffled batches of cells with similar lengths, within a token budget, sharded by rank.
+
+    Cells are ordered by :func:`length_bucket` of their length, in a random order within a
+    bucket that changes every epoch, and cut into batches of at most ``batch_size`` cells and
+    at most ``max_tokens`` padded tokens; the batch order is shuffled too. Because the cut is
+    made on bucket lengths, the number and sizes of batches are the same in every epoch (the
+    trainer counts them once), while which cells share a batch changes.
 
     Parameters
     ----------
     lengths
-        Expressed-gene count of every cell in ``indices``.
+        Token count of every cell in ``indices`` (expressed genes, plus any extra tokens).
     indices
         Cell indices to draw from (e.g. the training split).
     batch_size
-        Cells per batch.
+        Largest number of cells in a batch.
+    max_tokens
+        Largest number of padded tokens (cells x longest cell) in a batch; ``None`` for no
+        limit. Bounds activation memory by tokens rather than by cells.
     shuffle
-        Shuffle (deterministically from ``seed`` and the epoch) or keep the given order.
-    bucket_batches
-        Cells are sorted by length inside windows of ``bucket_batches * batch_size`` cells.
+        Shuffle (deterministically from ``seed`` and the epoch) or keep cells sorted by length.
+    seed
+        Seed of the shuffles.
+    drop_last
+        Drop batches smaller than ``batch_size`` (only meaningful without ``max_tokens``).
     rank, world_size
         Distributed shard; defaults to the initialised process group, if any. Every rank gets the
         same number of batches and disjoint cells.
@@ -60,8 +112,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         indices: np.ndarray,
         batch_size: int,
         *,
+        max_tokens: int | None = None,
         shuffle: bool = True,
-        bucket_batches: int = 50,
         seed: int = 0,
         drop_last: bool = False,
         rank: int | None = None,
@@ -70,19 +122,24 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         if batch_size < 1:
             msg = f"batch_size must be >= 1, got {batch_size}"
             raise ValueError(msg)
-        self.lengths = np.asarray(lengths)
+        if max_tokens is not None and max_tokens < 1:
+            msg = f"max_tokens must be a positive integer or None, got {max_tokens}"
+            raise ValueError(msg)
         self.indices = np.asarray(indices, dtype=np.int64)
+        self.buckets = length_bucket(lengths) if len(self.indices) else np.zeros(0, np.int64)
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         self.shuffle = shuffle
-        self.bucket_batches = bucket_batches
         self.seed = seed
-        self.drop_last = drop_last
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.rank = (
             rank if rank is not None else (torch.distributed.get_rank() if distributed else 0)
         )
         self.world_size = world_size or (torch.distributed.get_world_size() if distributed else 1)
         self.epoch = 0
+        self.sizes = token_budget_sizes(np.sort(self.buckets), batch_size, max_tokens)
+        if drop_last:
+            self.sizes = [n for n in self.sizes if n == batch_size]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle of ``epoch`` (called by Lightning at every epoch start)."""
@@ -90,19 +147,11 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 
     def _all_batches(self) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = (
-            rng.permutation(len(self.indices)) if self.shuffle else np.arange(len(self.indices))
-        )
-        window = self.batch_size * self.bucket_batches
-        batches = []
-        for start in range(0, len(order), window):
-            chunk = order[start : start + window]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches += [
-                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
-            ]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
+        n = len(self.indices)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = order[np.argsort(self.buckets[order], kind="stable")]
+        bounds = np.cumsum([0, *self.sizes])
+        batches = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
@@ -114,9 +163,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             yield self.indices[batch].tolist()
 
     def __len__(self) -> int:
-        n = len(self.indices) // self.batch_size
-        if not self.drop_last and len(self.indices) % self.batch_size:
-            n += 1
+        n = len(self.sizes)
         return n // self.world_size if self.world_size > 1 else n
 
 
@@ -139,6 +186,7 @@ class CellBatchDataset(Dataset):
         self.X = X
         self.var_to_position = np.asarray(var_to_position, dtype=np.int64)
         self.depth = depth or DepthSpec()
+        self.observed = observed_genes(self.var_to_position)
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -153,7 +201,8 @@ class CellBatchDataset(Dataset):
     def __getitem__(self, indices: Sequence[int]) -> SparseCells:
         rows, restore = self.read_rows(indices)
         rows = rows.tocsr()[restore] if hasattr(rows, "tocsr") else np.asarray(rows)[restore]
-        return tokenize_counts(rows, self.var_to_position, depth=self.depth)
+        cells = tokenize_counts(rows, self.var_to_position, depth=self.depth)
+        return cells.with_observed(self.observed)
 
 
 def identity_collate(batch: SparseCells) -> SparseCells:

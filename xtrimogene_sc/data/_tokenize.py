@@ -37,6 +37,9 @@ class DepthSpec:
         if self.mode not in ("fold", "absolute", "add_log10"):
             msg = f"t_mode must be 'fold', 'absolute' or 'add_log10', got {self.mode!r}"
             raise ValueError(msg)
+        if not np.isfinite(self.value):
+            msg = f"t_value must be a finite number, got {self.value}"
+            raise ValueError(msg)
         if self.mode == "fold" and self.value <= 0:
             msg = f"t_mode='fold' needs a positive t_value, got {self.value}"
             raise ValueError(msg)
@@ -48,6 +51,26 @@ class DepthSpec:
         if self.mode == "absolute":
             return np.full_like(log10_source, self.value)
         return log10_source + self.value
+
+
+_REFERENCE_CODES = {"t": "absolute", "f": "fold", "a": "add_log10"}
+
+
+def depth_from_reference_code(code: str) -> DepthSpec:
+    """The :class:`DepthSpec` of a reference ``--tgthighres`` code: ``t4``, ``f1``, ``a5`` ...
+
+    ``tX`` is T = X (absolute log10 depth), ``fX`` is T = log10(N * X) and ``aX`` is
+    T = log10(N) + X (spec §1.4).
+    """
+    mode = _REFERENCE_CODES.get(code[:1])
+    try:
+        value = float(code[1:])
+    except ValueError:
+        value = None
+    if mode is None or value is None:
+        msg = f"target-depth code {code!r} is not t<number>, f<number> or a<number> (e.g. t4, f1, a5)"
+        raise ValueError(msg)
+    return DepthSpec(mode, value)  # type: ignore[arg-type]
 
 
 def align_rows(counts: sp.csr_matrix, var_to_position: np.ndarray) -> sp.csr_matrix:

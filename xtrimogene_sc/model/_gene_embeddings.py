@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
@@ -12,10 +13,9 @@ import pandas as pd
 import torch
 
 from xtrimogene_sc.data._vocab import GeneVocab
+from xtrimogene_sc.model._precision import Precision, inference_precision
 from xtrimogene_sc.module._batch import SparseCells
-
-if TYPE_CHECKING:
-    from xtrimogene_sc.model._model import XTrimoGene
+from xtrimogene_sc.module._module import XTrimoGeneModule
 
 MAX_IN_MEMORY_BYTES = 2 * 1024**3
 
@@ -33,22 +33,24 @@ def select_positions(vocab: GeneVocab, genes: list[str] | None) -> tuple[np.ndar
 
 
 def run(
-    model: XTrimoGene,
+    module: XTrimoGeneModule,
     batches: Iterable[tuple[np.ndarray, SparseCells]],
     positions: np.ndarray,
     names: list[str],
     *,
+    device: torch.device,
     n_obs: int,
     reduce: str | None,
     out_file: str | Path | None,
     obs_names: list[str] | None,
+    precision: Precision | None = None,
 ) -> pd.DataFrame | np.ndarray | Path:
     """Run the decoder batch by batch and aggregate or write the selected gene rows."""
     if reduce not in ("mean", None):
         msg = f"reduce must be 'mean' or None, got {reduce!r}"
         raise ValueError(msg)
-    dim = model.config.decoder_dim
-    index = torch.as_tensor(positions, device=model.device)
+    dim = module.config.decoder_dim
+    index = torch.as_tensor(positions, device=device)
     if (
         reduce is None
         and out_file is None
@@ -59,12 +61,12 @@ def run(
             "pass out_file= to stream to HDF5, a smaller genes= list, or reduce='mean'"
         )
         raise ValueError(msg)
-    model.module.eval()
+    module.eval()
     total = np.zeros((len(positions), dim), dtype=np.float64)
     with _Sink(out_file, n_obs, len(positions), dim, names, obs_names, reduce) as sink:
         for rows, cells in batches:
-            with torch.inference_mode(), model._autocast():
-                context = model.module.decode_context(cells.to(model.device))
+            with torch.inference_mode(), inference_precision(device, precision):
+                context = module.decode_context(cells.to(device))
             selected = context[:, index].float().cpu().numpy()  # (b, genes, d)
             if reduce == "mean":
                 total += selected.sum(axis=0)
@@ -91,7 +93,9 @@ class _Sink:
         if self.path is None:
             self.array = np.empty(self.shape, dtype=np.float32)
             return self
-        self.file = h5py.File(self.path, "w")
+        # written beside the target and moved into place on success: never a half-written file
+        self.partial = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        self.file = h5py.File(self.partial, "w")
         chunks = (1, self.shape[1], self.shape[2])
         self.array = self.file.create_dataset("gene_embeddings", self.shape, "f4", chunks=chunks)
         self.file["genes"] = np.asarray(self.names, dtype="S")
@@ -110,6 +114,11 @@ class _Sink:
     def result(self) -> np.ndarray | Path:
         return self.path if self.path is not None else self.array
 
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.file is None:
+            return
+        self.file.close()
+        if exc_type is None:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xtrimogene_sc.data._checks import to_csr_matrix
+from xtrimogene_sc.data._loading import token_budget_sizes
 from xtrimogene_sc.data._tokenize import DepthSpec, tokenize_counts
 from xtrimogene_sc.module._batch import SparseCells
 
@@ -19,6 +21,8 @@ def iter_batches(
     *,
     batch_size: int,
     depth: DepthSpec | None = None,
+    max_tokens: int | None = None,
+    extra_tokens: int = 2,
     chunk_size: int = 4096,
     progress: bool = True,
     desc: str = "cells",
@@ -26,15 +30,19 @@ def iter_batches(
     """Yield ``(row indices, minibatch)`` over all rows of ``X``.
 
     Rows are read ``chunk_size`` at a time (sequential reads for backed files); inside a chunk the
-    cells are sorted by expressed-gene count so that each batch pads little. Memory is bounded by
-    one chunk, whatever the number of cells.
+    cells are sorted by expressed-gene count so that each batch pads little, and cut into batches
+    of at most ``batch_size`` cells and ``max_tokens`` padded tokens (each cell counting its genes
+    plus ``extra_tokens``). Memory is bounded by one chunk and one batch, whatever the number of
+    cells.
     """
     n_obs = X.shape[0]
     with tqdm(total=n_obs, desc=desc, unit="cell", disable=not progress) as bar:
         for start in range(0, n_obs, chunk_size):
             block = to_csr_matrix(X[start : start + chunk_size])
-            order = np.argsort(block.getnnz(axis=1), kind="stable")
-            for i in range(0, len(order), batch_size):
-                rows = order[i : i + batch_size]
+            lengths = block.getnnz(axis=1)
+            order = np.argsort(lengths, kind="stable")
+            sizes = token_budget_sizes(lengths[order] + extra_tokens, batch_size, max_tokens)
+            for i, j in itertools.pairwise(np.cumsum([0, *sizes])):
+                rows = order[i:j]
                 yield start + rows, tokenize_counts(block[rows], var_to_position, depth=depth)
                 bar.update(len(rows))

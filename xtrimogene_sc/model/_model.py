@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,12 +17,16 @@ from scvi.train import TrainRunner
 from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
 from xtrimogene_sc.data._checks import check_counts
 from xtrimogene_sc.data._datamodule import CellDataModule
+from xtrimogene_sc.data._loading import observed_genes
 from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
 from xtrimogene_sc.model import _gene_embeddings
+from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
-from xtrimogene_sc.model._query import QueryMappingMixin
+from xtrimogene_sc.model._precision import Precision, inference_precision
+from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin
+from xtrimogene_sc.model._scfoundation import load_scfoundation
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
 from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
@@ -82,6 +85,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         self.module = XTrimoGeneModule(self.config)
         self.vocab = GeneVocab.default()
         self.alignment_: GeneAlignment | None = None
+        self.source_: dict[str, str] | None = None  # where loaded weights came from
         if adata is not None:
             self.alignment_ = self._align(adata, self._setup_arg("gene_symbols_key"))
         n_params = sum(p.numel() for p in self.module.parameters())
@@ -190,6 +194,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         max_epochs: int | None = None,
         *,
         batch_size: int = 32,
+        max_tokens: int | Literal["auto"] | None = "auto",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_fraction: float = 0.1,
@@ -209,7 +214,12 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         max_epochs
             Passes over the training cells; default scales with data size (at most 50).
         batch_size
-            Cells per minibatch.
+            Largest number of cells in a minibatch.
+        max_tokens
+            Largest number of padded encoder tokens in a minibatch (cells x longest cell), which
+            is what activation memory grows with: long cells come in smaller batches. ``"auto"``
+            derives it from the device's memory (:func:`~xtrimogene_sc.model.token_budget`);
+            ``None`` batches by cells only.
         lr, weight_decay
             AdamW peak learning rate and weight decay.
         warmup_fraction
@@ -241,11 +251,15 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         X, var_to_position = self._resolve(None, None, None)
         n_obs = X.shape[0]
         max_epochs = max_epochs or max(1, min(50, round(20_000 / n_obs)))
+        if max_tokens == "auto":
+            device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+            max_tokens = token_budget(self.config, device, training=True)
         data = CellDataModule(
             X, var_to_position, batch_size=batch_size, train_size=train_size,
-            num_workers=num_workers,
+            num_workers=num_workers, max_tokens=max_tokens,
+            max_genes=self.config.max_encoder_genes, extra_tokens=self._extra_tokens,
         )  # fmt: skip
-        total_steps = max(1, math.ceil(data.n_train / batch_size) * max_epochs)
+        total_steps = max(1, data.n_train_batches * max_epochs)
         plan = XTrimoGeneTrainingPlan(
             self.module,
             lr=lr,
@@ -281,11 +295,13 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         *,
         pooling: Pooling = "concat",
         batch_size: int = 64,
+        max_tokens: int | Literal["auto"] | None = "auto",
         layer: str | None = None,
         gene_symbols_key: str | None = None,
         t_mode: TargetDepthMode = "fold",
         t_value: float = 1.0,
         input_type: InputType = "counts",
+        precision: Precision | None = None,
         progress: bool = True,
     ) -> np.ndarray:
         """Cell embeddings from the encoder.
@@ -295,10 +311,15 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         adata
             Any AnnData of raw counts (in memory or ``backed="r"``); default: the registered one.
         pooling
-            ``"concat"`` (reference: ``[S, T, max, mean]``), ``"max"``, ``"mean"`` or
-            ``"depth_tokens"``.
+            ``"concat"`` (reference ``pool_type='all'``: ``[S, T, max, mean]``), ``"max"`` or
+            ``"mean"`` over the expressed-gene tokens, ``"depth_tokens"`` (``[S, T]``) or
+            ``"max_all_tokens"`` (reference ``pool_type='max'``: a maximum over every encoder
+            token, T and S included, so read depth enters it).
         batch_size
-            Cells per forward pass. Results do not depend on it.
+            Largest number of cells per forward pass. Results do not depend on it.
+        max_tokens
+            Largest number of padded tokens per forward pass (long cells go in smaller
+            batches); ``"auto"`` derives it from the device's memory. Results do not depend on it.
         layer, gene_symbols_key
             Where counts and symbols are, for an AnnData that was not set up.
         t_mode, t_value
@@ -309,6 +330,9 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             non-negative unit (counts, TPM, FPKM) embedded with the scFoundation bulk recipe,
             values ``ln(1 + 1e4 x / N)`` and T = S = log10 N, with N the total over vocabulary
             genes. ``"bulk"`` fixes T, so ``t_mode``/``t_value`` must keep their defaults.
+        precision
+            ``"bf16"`` (default on GPUs that support it), ``"32"`` (float32; TF32 matrix products
+            on GPUs that have them; the default on CPU) or ``"32-strict"`` (no TF32).
         progress
             Show a progress bar.
 
@@ -323,9 +347,10 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         self.module.eval()
         out: np.ndarray | None = None
         for rows, cells in iter_batches(
-            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress
-        ):
-            with self._autocast():
+            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
+            max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
+        ):  # fmt: skip
+            with self._precision(precision):
                 emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
             if out is None:
                 out = np.empty((X.shape[0], emb.shape[1]), dtype=np.float32)
@@ -342,6 +367,10 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         batch_size: int = 8,
         layer: str | None = None,
         gene_symbols_key: str | None = None,
+        t_mode: TargetDepthMode = "fold",
+        t_value: float = 1.0,
+        input_type: InputType = "counts",
+        precision: Precision | None = None,
         progress: bool = True,
     ) -> pd.DataFrame | np.ndarray | Path:
         """Decoder context embeddings of genes, streamed cell batch by cell batch.
@@ -363,18 +392,30 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             Cells per decoder pass (the decoder holds batch x 19,266 x d activations).
         layer, gene_symbols_key
             Where counts and symbols are, for an AnnData that was not set up.
+        t_mode, t_value, input_type, precision
+            As in :meth:`get_latent_representation`.
         progress
             Show a progress bar.
+
+        Notes
+        -----
+        The embeddings are the decoder output after its LayerNorm and the model's final
+        LayerNorm, as the reference ``--output_type gene`` (its ``to_final`` removed).
         """
-        X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
+        depth = _depth_for_input(input_type, t_mode, t_value)
+        X, var_to_position = self._resolve(
+            adata, layer, gene_symbols_key, require_integer=input_type == "counts"
+        )
         positions, names = _gene_embeddings.select_positions(self.vocab, genes)
         batches = iter_batches(
-            X, var_to_position, batch_size=batch_size, progress=progress, desc="gene embeddings"
-        )
+            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
+            desc="gene embeddings",
+        )  # fmt: skip
         return _gene_embeddings.run(
-            self, batches, positions, names, n_obs=X.shape[0], reduce=reduce, out_file=out_file,
+            self.module, batches, positions, names, device=self.device, n_obs=X.shape[0],
+            reduce=reduce, out_file=out_file,
             obs_names=None if adata is None and self.adata is None else
-            list((adata if adata is not None else self.adata).obs_names),
+            list((adata if adata is not None else self.adata).obs_names), precision=precision,
         )  # fmt: skip
 
     @torch.inference_mode()
@@ -389,23 +430,31 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
     ) -> float:
         """Masked-value MSE with fixed masks (comparable before and after training)."""
         X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
+        observed = observed_genes(var_to_position)
         self.module.eval()
         total, count = 0.0, 0
         for i, (_, cells) in enumerate(
             iter_batches(X, var_to_position, batch_size=batch_size, progress=False)
         ):
             generator = torch.Generator(device=self.device).manual_seed(seed * 100_003 + i)
+            cells = cells.with_observed(observed)  # the masks training draws
             out = self.module(cells.to(self.device), generator=generator)
             total += float(out.loss) * out.n_masked
             count += out.n_masked
         return total / max(1, count)
 
-    def _autocast(self) -> torch.autocast:
-        on_cuda = self.device.type == "cuda"
-        return torch.autocast(
-            device_type=self.device.type, dtype=torch.bfloat16,
-            enabled=on_cuda and torch.cuda.is_bf16_supported(),
-        )  # fmt: skip
+    @property
+    def _extra_tokens(self) -> int:
+        return 2 if self.config.use_depth_tokens else 0
+
+    def _inference_tokens(self, max_tokens: int | Literal["auto"] | None) -> int | None:
+        if max_tokens == "auto":
+            return token_budget(self.config, self.device, training=False)
+        return max_tokens
+
+    def _precision(self, precision: Precision | None = None):
+        """Context manager running inference at ``precision`` on this model's device."""
+        return inference_precision(self.device, precision)
 
     # ------------------------------------------------------------------ persistence
     def save(
@@ -421,6 +470,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             "setup_args": dict(self.registry_.get("setup_args", {})),
             "is_trained": bool(self.is_trained_),
             "n_positions": TOKENS.N_POSITIONS,
+            "source": self.source_,
         }
         files = {}
         if save_anndata and self.adata is not None:
@@ -439,33 +489,116 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         device: int | str = "auto",
         **kwargs: Any,
     ) -> XTrimoGene:
-        """Load a model saved by :meth:`save` (no pickle is read).
+        """Load a model saved by :meth:`save`, or a released scFoundation ``.ckpt`` file.
 
         Parameters
         ----------
         dir_path
-            Directory written by :meth:`save` or by the pretraining export.
+            Directory written by :meth:`save` or by the pretraining export (no pickle is read),
+            or a checkpoint file in the released scFoundation layout, which is passed to
+            :meth:`from_scfoundation` with ``key``/``allow_pickle`` from ``kwargs``.
         adata
             Optional AnnData to attach; it is set up with the saved arguments if needed.
         accelerator, device
             Where to put the weights: ``"cpu"`` or ``"gpu"``/``"cuda"`` and a device index.
+        **kwargs
+            ``key`` and ``allow_pickle`` for a scFoundation checkpoint file.
         """
+        if Path(dir_path).is_file():
+            return cls.from_scfoundation(
+                dir_path, adata=adata, accelerator=accelerator, device=device, **kwargs
+            )
         config, state_dict, _, meta = load_directory(dir_path)
-        if adata is not None and not adata.uns.get("_scvi_uuid"):
-            setup_args = {
-                k: v for k, v in meta.get("setup_args", {}).items() if k in _SETUP_ARG_NAMES
-            }
-            cls.setup_anndata(adata, **setup_args)
-        model = cls(adata, config=config)
-        load_state_checked(model.module, state_dict)
+        model = cls._with_weights(adata, config, state_dict, meta.get("setup_args", {}))
         model.is_trained_ = bool(meta.get("is_trained", True))
-        model.module.eval()
-        if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-            index = 0 if device == "auto" else int(device)
-            model.to_device(f"cuda:{index}")
-        return model
+        model.source_ = meta.get("source")
+        return model._placed(accelerator, device)
 
     from_pretrained = load
+
+    @classmethod
+    def from_scfoundation(
+        cls,
+        path: str | Path,
+        key: str = "cell",
+        adata: AnnData | None = None,
+        *,
+        allow_pickle: bool = False,
+        accelerator: str = "cpu",
+        device: int | str = "auto",
+    ) -> XTrimoGene:
+        """Load released scFoundation weights (``models.ckpt``) into an :class:`XTrimoGene`.
+
+        Parameters
+        ----------
+        path
+            The checkpoint file, in the released layout ``{'gene'|'cell'|'rde': {'config',
+            'state_dict'}}``. It is memory-mapped, so a 1.3 GB file is not read into memory
+            twice.
+        key
+            Which weights: ``"cell"`` for cell embeddings (the reference ``--version ce``),
+            ``"gene"`` for gene embeddings and expression, ``"rde"`` for read-depth enhancement.
+        adata
+            Optional AnnData of raw counts to attach (set up with default arguments if needed).
+        allow_pickle
+            Only ``weights_only`` loading is used by default and a file that needs full pickle is
+            refused. ``True`` unpickles it: **unsafe for files you do not trust**, since a pickle
+            can run arbitrary code.
+        accelerator, device
+            Where to put the weights: ``"cpu"`` or ``"gpu"``/``"cuda"`` and a device index.
+
+        Returns
+        -------
+        A model in eval mode with ``decoder_mode="full"``; :meth:`save` writes it in this
+        package's safetensors format.
+
+        Examples
+        --------
+        >>> model = xtg.XTrimoGene.from_scfoundation("models.ckpt", key="cell")  # doctest: +SKIP
+        >>> xtg.tl.embed(adata, model, key_added="X_scfoundation")  # doctest: +SKIP
+        """
+        config, state_dict = load_scfoundation(path, key, allow_pickle=allow_pickle)
+        model = cls._with_weights(adata, config, state_dict, {})
+        model.is_trained_ = True
+        model.source_ = {"scfoundation_checkpoint": str(path), "key": key}
+        return model._placed(accelerator, device)
+
+    @classmethod
+    def _with_weights(
+        cls,
+        adata: AnnData | None,
+        config: XTrimoGeneConfig,
+        state_dict: dict[str, torch.Tensor],
+        setup_args: dict[str, Any],
+    ) -> XTrimoGene:
+        """A model of ``config`` holding ``state_dict``, with ``adata`` set up if it is not yet."""
+        if adata is not None and not adata.uns.get("_scvi_uuid"):
+            cls.setup_anndata(
+                adata, **{k: v for k, v in setup_args.items() if k in _SETUP_ARG_NAMES}
+            )
+        model = cls(adata, config=config)
+        load_state_checked(model.module, state_dict)
+        model.module.eval()
+        return model
+
+    def _placed(self, accelerator: str, device: int | str) -> XTrimoGene:
+        if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+            index = 0 if device == "auto" else int(device)
+            self.to_device(f"cuda:{index}")
+        return self
+
+
+def load_query_data(
+    adata: AnnData,
+    reference_model: XTrimoGene | str | Path,
+    *,
+    freeze: FreezePolicy = "all",
+    **kwargs: Any,
+) -> XTrimoGene:
+    """Function form of :meth:`QueryMappingMixin.load_query_data` for :class:`XTrimoGene`."""
+    return QueryMappingMixin.load_query_data.__func__(
+        XTrimoGene, adata, reference_model, freeze=freeze, **kwargs
+    )
 
 
 InputType = Literal["counts", "bulk"]

@@ -19,7 +19,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from torch import nn
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
     from xtrimogene_sc.data import GeneAlignment
-    from xtrimogene_sc.model._model import XTrimoGene
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +56,13 @@ class QueryMappingMixin:
     def load_query_data(
         cls,
         adata: AnnData,
-        reference_model: XTrimoGene | str | Path,
+        reference_model: Self | str | Path,
         *,
         freeze: FreezePolicy = "all",
         batch_key: str | None = None,
         labels_key: str | None = None,
         accelerator: str = "cpu",
-    ) -> XTrimoGene:
+    ) -> Self:
         """A copy of a trained model attached to ``adata`` (the query), weights frozen by policy.
 
         Parameters
@@ -112,21 +111,6 @@ class QueryMappingMixin:
             adata.n_obs, len(query.trainable_parameters_), freeze,
         )  # fmt: skip
         return query
-
-
-def load_query_data(
-    adata: AnnData,
-    reference_model: XTrimoGene | str | Path,
-    *,
-    freeze: FreezePolicy = "all",
-    **kwargs: Any,
-) -> XTrimoGene:
-    """Function form of :meth:`QueryMappingMixin.load_query_data` for :class:`XTrimoGene`."""
-    from xtrimogene_sc.model._model import XTrimoGene
-
-    return QueryMappingMixin.load_query_data.__func__(
-        XTrimoGene, adata, reference_model, freeze=freeze, **kwargs
-    )
 
 
 def _saved_setup_args(dir_path: str | Path) -> dict[str, Any]:

@@ -26,6 +26,10 @@ class SparseCells:
     target
         Optional regression target in the same layout (read-depth-aware pretraining feeds a
         down-sampled input and regresses the full profile). ``None`` means the input itself.
+    observed
+        Optional ``(19264,)`` bool: the vocabulary genes the data set measures. When given (and
+        the model's ``zero_mask_scope`` is ``"observed"``), only measured genes are drawn as
+        masked zeros; an unmeasured gene's zero says nothing about the cell.
     """
 
     crow: torch.Tensor
@@ -34,6 +38,7 @@ class SparseCells:
     depth_t: torch.Tensor
     depth_s: torch.Tensor
     target: SparseCells | None = None
+    observed: torch.Tensor | None = None
 
     @property
     def n_cells(self) -> int:
@@ -54,3 +59,7 @@ class SparseCells:
         }
         target = None if self.target is None else self.target.to(device)
         return replace(self, **moved, target=target)
+
+    def with_observed(self, observed: torch.Tensor | None) -> SparseCells:
+        """The same cells carrying the data set's measured-gene mask."""
+        return replace(self, observed=observed)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 DecoderMode = Literal["full", "masked"]
+ZeroMaskScope = Literal["observed", "vocabulary"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,22 @@ class XTrimoGeneConfig:
     ff_mult
         Feed-forward expansion factor of both stacks.
     encoder_dropout
-        Dropout in the encoder (PyTorch's ``TransformerEncoderLayer`` default, 0.1).
+        Dropout on the encoder's residual branches and feed-forward hidden layer (PyTorch's
+        ``TransformerEncoderLayer`` default, 0.1).
+    attention_dropout
+        Dropout on the encoder's attention weights. ``TransformerEncoderLayer`` applies
+        ``encoder_dropout`` there too; this package defaults to 0 because any attention dropout
+        makes CPU attention fall back to a kernel that materialises the ``K x K`` score matrix
+        (memory quadratic in the expressed genes, ~8x slower at 2,000 genes).
+    max_encoder_genes
+        Training cap on a cell's encoder input (the reference configuration's
+        ``mae_encoder_max_seq_len`` is 15,000). When more expressed genes survive masking, a
+        random subset beyond the cap is masked as well: those genes are predicted instead of
+        seen, so the cell still contributes every value to the loss. ``None`` disables the cap.
+        Inference never drops genes.
+    gradient_checkpointing
+        Recompute each encoder and decoder block's activations in the backward pass instead of
+        storing them: much less activation memory for about a third more compute.
     decoder_nb_features
         FAVOR+ random features per head; ``None`` means ``floor(d ln d)`` (266 for d = 64).
     feature_redraw_interval
@@ -34,6 +50,13 @@ class XTrimoGeneConfig:
         Auto-discretization bins and residual weight (reference: 100, 1.0).
     mask_ratio_nonzero, mask_ratio_zero
         Masking probabilities for non-zero and zero genes (reference: 0.3, 0.03).
+    zero_mask_scope
+        Which zero genes can be masked and scored. ``"observed"``: only genes the data set
+        measures, when the batch says which (training on an AnnData does); a gene the data set
+        never measured is zero in every cell, and regressing that zero teaches nothing about the
+        cell. ``"vocabulary"``: every vocabulary gene, as the reference (right for corpora where
+        every gene is measured). Batches that carry no measured-gene mask (the streamed
+        pretraining corpus) always use the whole vocabulary.
     use_depth_tokens
         Append the read-depth tokens T and S (scFoundation RDA) to every cell.
     seed
@@ -48,6 +71,9 @@ class XTrimoGeneConfig:
     decoder_heads: int = 8
     ff_mult: int = 4
     encoder_dropout: float = 0.1
+    attention_dropout: float = 0.0
+    max_encoder_genes: int | None = 15_000
+    gradient_checkpointing: bool = False
     decoder_nb_features: int | None = None
     feature_redraw_interval: int = 1000
     decoder_mode: DecoderMode = "full"
@@ -55,6 +81,7 @@ class XTrimoGeneConfig:
     bin_alpha: float = 1.0
     mask_ratio_nonzero: float = 0.3
     mask_ratio_zero: float = 0.03
+    zero_mask_scope: ZeroMaskScope = "observed"
     use_depth_tokens: bool = True
     seed: int = 0
 
@@ -64,11 +91,21 @@ class XTrimoGeneConfig:
             if dim <= 0 or heads <= 0 or dim % heads:
                 msg = f"{side}_dim={dim} must be a positive multiple of {side}_heads={heads}"
                 raise ValueError(msg)
-        for name in ("mask_ratio_nonzero", "mask_ratio_zero", "encoder_dropout"):
+        for name in (
+            "mask_ratio_nonzero", "mask_ratio_zero", "encoder_dropout", "attention_dropout"
+        ):  # fmt: skip
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 msg = f"{name}={value} must lie in [0, 1)"
                 raise ValueError(msg)
+        if self.max_encoder_genes is not None and self.max_encoder_genes < 1:
+            msg = f"max_encoder_genes must be a positive integer or None, got {self.max_encoder_genes}"
+            raise ValueError(msg)
+        if self.zero_mask_scope not in ("observed", "vocabulary"):
+            msg = (
+                f"zero_mask_scope must be 'observed' or 'vocabulary', got {self.zero_mask_scope!r}"
+            )
+            raise ValueError(msg)
         if self.decoder_mode not in ("full", "masked"):
             msg = f"decoder_mode must be 'full' or 'masked', got {self.decoder_mode!r}"
             raise ValueError(msg)

@@ -17,15 +17,16 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.nn._blocks import DecoderBlock, EncoderBlock
 from xtrimogene_sc.nn._embedding import AutoDiscretizationEmbedding
-from xtrimogene_sc.nn._masking import pack_rows, sample_masks, sort_entries
+from xtrimogene_sc.nn._masking import cap_kept_entries, pack_rows, sample_masks, sort_entries
 
-Pooling = Literal["concat", "max", "mean", "depth_tokens"]
+Pooling = Literal["concat", "max", "mean", "depth_tokens", "max_all_tokens"]
 
 
 @dataclass
@@ -69,8 +70,12 @@ class XTrimoGeneModule(nn.Module):
         self.gene_embedding = nn.Embedding(TOKENS.N_POSITIONS, c.encoder_dim)
         self.encoder_blocks = nn.ModuleList(
             EncoderBlock(
-                c.encoder_dim, c.encoder_heads, ff_mult=c.ff_mult, dropout=c.encoder_dropout
-            )
+                c.encoder_dim,
+                c.encoder_heads,
+                ff_mult=c.ff_mult,
+                dropout=c.encoder_dropout,
+                attention_dropout=c.attention_dropout,
+            )  # fmt: skip
             for _ in range(c.encoder_depth)
         )
         self.encoder_norm = nn.LayerNorm(c.encoder_dim)
@@ -122,17 +127,31 @@ class XTrimoGeneModule(nn.Module):
             rows, positions, values, n_rows=cells.n_cells, pad_position=TOKENS.PAD_POS
         )
         x = self.value_embedding(token_values) + self.gene_embedding(token_pos)  # (B, K, De)
-        for block in self.encoder_blocks:
-            x = block(x, valid)
+        x = self._run_blocks(self.encoder_blocks, x, valid)
         return EncoderOutput(self.encoder_norm(x), token_pos, valid)
+
+    def _run_blocks(
+        self, blocks: nn.ModuleList, x: torch.Tensor, valid: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Apply ``blocks`` in turn, recomputing activations in backward if configured."""
+        recompute = (
+            self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        )
+        for block in blocks:
+            x = checkpoint(block, x, valid, use_reentrant=False) if recompute else block(x, valid)
+        return x
 
     def embed_cells(self, cells: SparseCells, pooling: Pooling = "concat") -> torch.Tensor:
         """Cell embeddings from the encoder, pooled with explicit masks (batch-size independent).
 
         ``"concat"`` is the reference recipe ``[S, T, max, mean]`` (4 x De; ``[max, mean]`` without
-        depth tokens); ``"max"``/``"mean"`` pool over gene tokens; ``"depth_tokens"`` is ``[S, T]``.
+        depth tokens); ``"max"``/``"mean"`` pool over gene tokens; ``"depth_tokens"`` is ``[S, T]``;
+        ``"max_all_tokens"`` is the reference ``pool_type='max'``: a maximum over every encoder
+        token, T and S included (De wide).
         """
         out = self.encode(cells)
+        if pooling == "max_all_tokens":
+            return _masked_max(out.hidden, out.valid)
         gene_tokens = out.valid & (out.positions < TOKENS.N_GENES)
         pieces: list[torch.Tensor] = []
         if pooling in ("concat", "depth_tokens"):
@@ -143,13 +162,15 @@ class XTrimoGeneModule(nn.Module):
             else:
                 pieces += [_token_at(out, TOKENS.S_POS), _token_at(out, TOKENS.T_POS)]
         if pooling in ("concat", "max"):
-            neg_inf = torch.finfo(out.hidden.dtype).min
-            pieces.append(out.hidden.masked_fill(~gene_tokens[..., None], neg_inf).amax(dim=1))
+            pieces.append(_masked_max(out.hidden, gene_tokens))
         if pooling in ("concat", "mean"):
             weights = gene_tokens[..., None].to(out.hidden.dtype)
             pieces.append((out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0))
         if not pieces:
-            msg = f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean' or 'depth_tokens'"
+            msg = (
+                f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean', 'depth_tokens' or "
+                "'max_all_tokens'"
+            )
             raise ValueError(msg)
         return torch.cat(pieces, dim=-1)
 
@@ -158,9 +179,7 @@ class XTrimoGeneModule(nn.Module):
         return self.decoder_embed(hidden + self.gene_embedding(positions))
 
     def _run_decoder(self, z: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        for block in self.decoder_blocks:
-            z = block(z, valid)
-        return self.decoder_norm(z)
+        return self.decoder_norm(self._run_blocks(self.decoder_blocks, z, valid))
 
     def _predict(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_norm(z)).squeeze(-1)
@@ -182,10 +201,37 @@ class XTrimoGeneModule(nn.Module):
         return z
 
     def decode_context(self, cells: SparseCells) -> torch.Tensor:
-        """Gene context embeddings ``(B, L, Dd)``: the decoder output with nothing masked."""
+        """Gene context embeddings ``(B, L, Dd)``: the decoder output with nothing masked.
+
+        As in the reference, the decoder's LayerNorm and then the model's final LayerNorm (the one
+        before the regression head) are applied.
+        """
         enc = self.encode(cells)
         empty = torch.empty(0, dtype=torch.long, device=enc.hidden.device)
-        return self._run_decoder(self._full_decoder_input(enc, empty, empty))
+        return self.head_norm(self._run_decoder(self._full_decoder_input(enc, empty, empty)))
+
+    def reconstruct(
+        self,
+        cells: SparseCells,
+        masked_rows: torch.Tensor | None = None,
+        masked_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted values at every decoder position ``(B, L)``, through the full decoder.
+
+        ``masked_rows``/``masked_pos`` (same length, sorted by row then position) name entries to
+        hide: an expressed gene among them is left out of the encoder, and every masked position
+        carries the mask embedding in the decoder. With nothing masked this is the reference
+        ``gene_expression`` output.
+        """
+        device = cells.pos.device
+        if masked_rows is None or masked_pos is None:
+            masked_rows = masked_pos = torch.empty(0, dtype=torch.long, device=device)
+        keys = cells.row_ids() * TOKENS.N_POSITIONS + cells.pos
+        hidden = torch.isin(keys, masked_rows * TOKENS.N_POSITIONS + masked_pos)
+        enc = self.encode(cells, keep=None if not bool(hidden.any()) else ~hidden)
+        return self._predict(
+            self._run_decoder(self._full_decoder_input(enc, masked_rows, masked_pos))
+        )
 
     # ------------------------------------------------------------------ pretraining
     def forward(
@@ -193,6 +239,8 @@ class XTrimoGeneModule(nn.Module):
     ) -> PretrainOutput:
         """Mask, encode the kept tokens, decode, and regress the masked values (MSE)."""
         c = self.config
+        for block in self.decoder_blocks:  # one training step: FAVOR+ features redraw when due
+            block.attn.kernel.maybe_redraw()
         nonzero_masked, zero_masked = sample_masks(
             cells.crow,
             TOKENS.N_GENES,
@@ -200,8 +248,13 @@ class XTrimoGeneModule(nn.Module):
             p_zero=c.mask_ratio_zero,
             positions=cells.pos,
             keep_at_least_one=not c.use_depth_tokens,
+            candidates=cells.observed if c.zero_mask_scope == "observed" else None,
             generator=generator,
         )
+        if c.max_encoder_genes is not None:
+            nonzero_masked = cap_kept_entries(
+                nonzero_masked, cells.crow, c.max_encoder_genes, generator=generator
+            )
         enc = self.encode(cells, keep=~nonzero_masked)
         rows = cells.row_ids()
         zero_rows, zero_pos = zero_masked.nonzero(as_tuple=True)
@@ -256,6 +309,12 @@ class XTrimoGeneModule(nn.Module):
         z, flag = packed[..., :-1], packed[..., -1] > 0.5
         prediction = self._predict(self._run_decoder(z, valid))  # (B, K')
         return prediction[flag]  # row-major order == (row, pos) sorted order of the masked entries
+
+
+def _masked_max(hidden: torch.Tensor, include: torch.Tensor) -> torch.Tensor:
+    """Maximum of ``hidden`` ``(B, K, D)`` over the tokens where ``include`` ``(B, K)`` is True."""
+    neg_inf = torch.finfo(hidden.dtype).min
+    return hidden.masked_fill(~include[..., None], neg_inf).amax(dim=1)
 
 
 def _token_at(out: EncoderOutput, position: int) -> torch.Tensor:

@@ -62,17 +62,30 @@ class MultiHeadAttention(nn.Module):
 def feed_forward(dim: int, mult: int, activation: Literal["relu", "gelu"], dropout: float):
     """Position-wise two-layer MLP."""
     act = nn.ReLU() if activation == "relu" else nn.GELU()
-    return nn.Sequential(
-        nn.Linear(dim, dim * mult), act, nn.Dropout(dropout), nn.Linear(dim * mult, dim)
-    )
+    # Identity keeps the layer indices (and so the saved weight names) of the dropout version
+    drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    return nn.Sequential(nn.Linear(dim, dim * mult), act, drop, nn.Linear(dim * mult, dim))
 
 
 class EncoderBlock(nn.Module):
-    """Post-LN block with exact attention, as ``nn.TransformerEncoderLayer`` (ReLU, dropout)."""
+    """Post-LN block with exact attention, as ``nn.TransformerEncoderLayer`` (ReLU, dropout).
 
-    def __init__(self, dim: int, heads: int, *, ff_mult: int = 4, dropout: float = 0.1) -> None:
+    ``dropout`` acts on the residual branches and the feed-forward hidden layer;
+    ``attention_dropout`` on the attention weights (keep it 0 on CPU: see
+    :class:`~xtrimogene_sc.XTrimoGeneConfig`).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        *,
+        ff_mult: int = 4,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.attn = MultiHeadAttention(dim, heads, ExactKernel(dropout))
+        self.attn = MultiHeadAttention(dim, heads, ExactKernel(attention_dropout))
         self.ff = feed_forward(dim, ff_mult, "relu", dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)

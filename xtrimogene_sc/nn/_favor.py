@@ -52,8 +52,10 @@ def softmax_features(
     projection
         ``(m, d)`` random feature matrix.
     is_query
-        Queries are stabilised per token; keys per (cell, head) over valid tokens only, so that the
-        result does not depend on padding or on the other cells of a batch.
+        Queries are stabilised per token. Keys are stabilised by one maximum per cell, over its
+        heads, valid positions and features: for a single cell this is exactly the reference
+        Performer (which subtracts one maximum over the whole key tensor), and unlike the
+        reference it does not depend on padding or on the other cells of a batch.
     valid
         Optional ``(B, L)`` bool, True for real (non-padding) tokens. Padding keys get zero features.
     """
@@ -69,7 +71,8 @@ def softmax_features(
         masked = projected.detach()
         if valid is not None:
             masked = masked.masked_fill(~valid[:, None, :, None], float("-inf"))
-        stabiliser = masked.amax(dim=(-1, -2), keepdim=True)
+        # a cell without any valid key (possible only in masked decoding) must not yield NaN
+        stabiliser = masked.amax(dim=(1, 2, 3), keepdim=True).nan_to_num(neginf=0.0)
     features = (torch.exp(projected - half_sq_norm - stabiliser) + eps) / math.sqrt(
         projection.shape[0]
     )
@@ -85,6 +88,63 @@ def linear_attention(q_feat: torch.Tensor, k_feat: torch.Tensor, v: torch.Tensor
     context = torch.einsum("bhlm,bhle->bhme", k_feat, v.float())  # (B, H, m, e)
     out = torch.einsum("bhlm,bhme->bhle", q_feat, context)
     return (out / normaliser.unsqueeze(-1)).to(v.dtype)
+
+
+def _exp_features(
+    x: torch.Tensor, scaled_projection: torch.Tensor, *, is_query: bool, valid: torch.Tensor | None
+) -> torch.Tensor:
+    """``exp(w^T x' - |x'|^2 / 2 - stabiliser)`` with one ``(B, H, L, m)`` buffer, worked in place.
+
+    ``scaled_projection`` is the projection times ``d^(-1/4)``, so ``x`` is never rescaled.
+    Padding keys get ``exp(-inf) = 0``.
+    """
+    d = x.shape[-1]
+    projected = torch.matmul(x, scaled_projection.T)  # matmul's backward needs only its inputs
+    half_sq_norm = x.pow(2).sum(-1, keepdim=True) * (0.5 * d**-0.5)
+    if is_query:
+        stabiliser = projected.detach().amax(dim=-1, keepdim=True)
+    else:
+        if valid is not None:
+            projected.masked_fill_(~valid[:, None, :, None], float("-inf"))
+        stabiliser = projected.detach().amax(dim=(1, 2, 3), keepdim=True).nan_to_num(neginf=0.0)
+    return torch.exp(projected.sub_(half_sq_norm + stabiliser))
+
+
+def favor_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    projection: torch.Tensor,
+    *,
+    valid: torch.Tensor | None = None,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """FAVOR+ attention, equal to ``linear_attention(softmax_features(q), softmax_features(k), v)``.
+
+    The fused form never builds the feature tensors ``(exp(.) + eps) / sqrt(m)``: the
+    ``1 / sqrt(m)`` cancels between numerator and normaliser, and ``eps`` enters through small
+    ``(B, H, m, e)`` sums (``phi = E + eps`` gives ``phi_q^T C = E_q^T C + eps 1^T C``). Only the
+    two exponential maps ``E_q``, ``E_k`` of shape ``(B, H, L, m)`` are materialised, and the
+    whole computation runs in float32 whatever the autocast context, because the exponential and
+    the sums over positions are sensitive to bfloat16 rounding.
+    """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        w = projection.float() * q.shape[-1] ** -0.25
+        vf = v.float()
+        e_q = _exp_features(q.float(), w, is_query=True, valid=None)
+        e_k = _exp_features(k.float(), w, is_query=False, valid=valid)
+        if valid is None:
+            n_keys = torch.full(vf.shape[:2], float(vf.shape[2]), device=v.device)
+            v_sum = vf.sum(-2)
+        else:
+            weights = valid.to(vf.dtype)
+            n_keys = weights.sum(-1)[:, None].expand(vf.shape[:2])
+            v_sum = torch.einsum("bhle,bl->bhe", vf, weights)
+        k_sum = e_k.sum(-2) + eps * n_keys[..., None]  # (B, H, m)
+        context = e_k.transpose(-1, -2) @ vf + eps * v_sum[:, :, None, :]  # (B, H, m, e)
+        numerator = e_q @ context + eps * context.sum(-2, keepdim=True)
+        normaliser = e_q @ k_sum[..., None] + eps * k_sum.sum(-1)[..., None, None]
+        return (numerator / normaliser.clamp_min(1e-12)).to(v.dtype)
 
 
 class FavorKernel(nn.Module):
@@ -123,7 +183,7 @@ class FavorKernel(nn.Module):
         return orthogonal_gaussian_projection(self.nb_features, self.head_dim, generator=generator)
 
     def maybe_redraw(self) -> None:
-        """Advance the call counter in training mode and redraw features when due."""
+        """Count a training step (in training mode) and redraw the features when due."""
         if not self.training or self.redraw_interval <= 0:
             return
         if int(self.calls) > 0 and int(self.calls) % self.redraw_interval == 0:
@@ -138,8 +198,9 @@ class FavorKernel(nn.Module):
         v: torch.Tensor,
         valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Attend ``(B, H, L, d)`` queries to keys/values; ``valid`` marks real tokens."""
-        self.maybe_redraw()
-        q_feat = softmax_features(q, self.projection, is_query=True)
-        k_feat = softmax_features(k, self.projection, is_query=False, valid=valid)
-        return linear_attention(q_feat, k_feat, v)
+        """Attend ``(B, H, L, d)`` queries to keys/values; ``valid`` marks real tokens.
+
+        Redrawing is left to the owner (:meth:`maybe_redraw`, once per training step), so that a
+        forward pass recomputed by activation checkpointing uses the same features.
+        """
+        return favor_attention(q, k, v, self.projection, valid=valid)

@@ -19,6 +19,7 @@ def sample_masks(
     p_zero: float,
     positions: torch.Tensor,
     keep_at_least_one: bool = True,
+    candidates: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw the pretraining masks.
@@ -33,6 +34,9 @@ def sample_masks(
         Probability of masking a non-zero and a zero gene (0.3 and 0.03 in the reference).
     keep_at_least_one
         Never mask every non-zero gene of a cell (its encoder input would be empty).
+    candidates
+        Optional ``(n_positions,)`` bool: zero genes are only drawn among these positions
+        (e.g. the genes a data set measures).
 
     Returns
     -------
@@ -53,10 +57,49 @@ def sample_masks(
         starved = (kept == 0) & (counts > 0)
         nonzero_masked[crow[:-1][starved]] = False  # unmask the first gene of starved cells
     zero_masked = torch.rand(n_cells, n_positions, device=device, generator=generator) < p_zero
+    if candidates is not None:
+        zero_masked &= candidates[None, :].to(device)
     if positions.numel():
         rows = torch.repeat_interleave(torch.arange(n_cells, device=device), crow.diff())
         zero_masked[rows, positions] = False
     return nonzero_masked, zero_masked
+
+
+def cap_kept_entries(
+    masked: torch.Tensor,
+    crow: torch.Tensor,
+    cap: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mask more entries so that at most ``cap`` entries per row stay unmasked.
+
+    Parameters
+    ----------
+    masked
+        ``(nnz,)`` bool, True where an entry is already masked.
+    crow
+        ``(B + 1,)`` CSR row pointers of the entries.
+    cap
+        Largest number of unmasked entries a row may keep.
+
+    Returns
+    -------
+    ``masked`` with, in each row that kept more than ``cap`` entries, a uniformly random choice
+    of the surplus masked as well (a new tensor; the input is unchanged).
+    """
+    n_rows = crow.numel() - 1
+    rows = torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow.diff())
+    kept = torch.zeros(n_rows, dtype=torch.long, device=crow.device)
+    kept.index_add_(0, rows, (~masked).long())
+    if not bool((kept > cap).any()):
+        return masked
+    score = torch.rand(masked.numel(), device=masked.device, generator=generator)
+    # rank the unmasked entries of each row in random order; masked ones sort last
+    order = torch.argsort(rows.double() * 4 + masked.double() * 2 + score.double())
+    slot = torch.empty_like(rows)
+    slot[order] = torch.arange(rows.numel(), device=rows.device) - crow[:-1][rows[order]]
+    return masked | (slot >= cap)
 
 
 def sort_entries(rows: torch.Tensor, positions: torch.Tensor, stride: int) -> torch.Tensor:

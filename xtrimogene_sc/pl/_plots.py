@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from xtrimogene_sc._constants import DEFAULT_KEYS
-from xtrimogene_sc.tl._probe import UNKNOWN
+from xtrimogene_sc.data._labels import UNKNOWN
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from xtrimogene_sc._constants import DEFAULT_KEYS
-from xtrimogene_sc.tl._probe import UNKNOWN, EmbeddingProbe, usable_labels
+from xtrimogene_sc.data._labels import UNKNOWN, usable_labels
+from xtrimogene_sc.tl._probe import EmbeddingProbe
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -12,21 +12,21 @@ applies to the kNN probe and to the logistic probe alike.
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Literal
 
 import numpy as np
-import pandas as pd
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
+
+from xtrimogene_sc.train._calibration import (
+    calibration_split,
+    fit_temperature,
+)
 
 logger = logging.getLogger(__name__)
 
 ProbeMethod = Literal["knn", "logreg"]
-UNKNOWN = "Unknown"
 _KNN_SMOOTHING = 0.1  # pseudo-votes per class: no class gets probability exactly 0
 _MIN_CALIBRATION_CELLS = 10
-_LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))
 
 
 class EmbeddingProbe:
@@ -136,94 +136,3 @@ class EmbeddingProbe:
         votes /= votes.sum(axis=1, keepdims=True)
         smoothing = _KNN_SMOOTHING / self._k
         return (votes + smoothing) / (1.0 + smoothing * self._n_classes)
-
-
-def calibration_split(
-    y: np.ndarray, fraction: float, *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (fit, held-out) indices; every class keeps at least one cell in the fit part."""
-    rng = np.random.default_rng(seed)
-    held_out = []
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
-        n_out = min(len(members) - 1, int(round(fraction * len(members))))
-        held_out.append(members[:n_out])
-    cal = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=np.int64)
-    fit = np.setdiff1d(np.arange(len(y)), cal)
-    return fit, cal
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature minimising the mean negative log-likelihood of ``y`` under ``logits / T``."""
-    rows = np.arange(len(y))
-
-    def nll(log_t: float) -> float:
-        return float(-log_softmax(logits / np.exp(log_t), axis=1)[rows, y].mean())
-
-    result = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded")
-    return float(np.exp(result.x))
-
-
-def expected_calibration_error(
-    probabilities: np.ndarray, y_true: np.ndarray, *, n_bins: int = 15
-) -> float:
-    """Top-label ECE: confidence-vs-accuracy gap averaged over equal-width confidence bins.
-
-    Parameters
-    ----------
-    probabilities
-        ``(n_cells, n_classes)`` predicted probabilities.
-    y_true
-        Integer index of the true class of every cell (``-1`` for a class the model does not
-        know: always counted as wrong).
-    n_bins
-        Number of confidence bins on ``[0, 1]``.
-    """
-    probabilities = np.asarray(probabilities)
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in np.unique(bins):
-        in_bin = bins == b
-        ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
-
-
-def usable_labels(
-    obs: pd.DataFrame, labels_key: str, *, min_cells: int = 2, stacklevel: int = 3
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Cells with a usable label: mask, their labels, and the labels dropped as too rare.
-
-    Missing (NaN) and ``"Unknown"`` labels are ignored and labels with fewer than ``min_cells``
-    cells dropped, each with a warning; fewer than two remaining labels is a ``ValueError``.
-    """
-    if labels_key not in obs:
-        msg = f"labels_key={labels_key!r} is not an obs column (columns: {list(obs.columns)})"
-        raise ValueError(msg)
-    raw = obs[labels_key]
-    unlabelled = raw.isna().to_numpy() | (raw.astype(str).to_numpy() == UNKNOWN)
-    if unlabelled.any():
-        msg = (
-            f"{int(unlabelled.sum())} cells have no label (NaN or {UNKNOWN!r}) in "
-            f"obs[{labels_key!r}]; they are ignored"
-        )
-        warnings.warn(msg, UserWarning, stacklevel=stacklevel)
-    labels = raw.astype(str).to_numpy()
-    counts = pd.Series(labels[~unlabelled]).value_counts()
-    rare = sorted(counts.index[counts < min_cells])
-    if rare:
-        msg = (
-            f"labels with fewer than {min_cells} cells are dropped: "
-            + ", ".join(f"{label!r} ({counts[label]} cells)" for label in rare)
-            + "; add cells of these types or lower min_cells_per_label"
-        )
-        warnings.warn(msg, UserWarning, stacklevel=stacklevel)
-    keep = ~unlabelled & ~np.isin(labels, rare)
-    if len(np.unique(labels[keep])) < 2:
-        msg = (
-            f"need at least two labels with >= {min_cells} cells each in obs[{labels_key!r}]; "
-            f"found {counts.to_dict()}"
-        )
-        raise ValueError(msg)
-    return keep, labels[keep], [str(label) for label in rare]

@@ -1,0 +1,62 @@
+"""Fine-tuning head on a backbone encoder: frozen layers, pooled output, MLP, class logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+
+POOLED_WIDTH = {"max": 1, "mean": 1, "max_all_tokens": 1, "depth_tokens": 2}
+
+
+class ClassifierModule(nn.Module):
+    """Backbone encoder with frozen layers, pooled output -> MLP head -> class logits."""
+
+    def __init__(
+        self,
+        backbone: XTrimoGeneModule,
+        n_classes: int,
+        *,
+        n_trainable_layers: int,
+        pooling: Pooling,
+        hidden_dim: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        config = backbone.config
+        width = {**POOLED_WIDTH, "concat": 4 if config.use_depth_tokens else 2}
+        in_dim = width[pooling] * config.encoder_dim
+        self.n_classes = n_classes
+        self.head = nn.Sequential(
+            nn.BatchNorm1d(in_dim, affine=False, eps=1e-6),
+            nn.Linear(in_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, n_classes),
+        )
+        backbone.requires_grad_(False)
+        n_blocks = len(backbone.encoder_blocks)
+        self.trainable_blocks = list(range(n_blocks - n_trainable_layers, n_blocks))
+        for i in self.trainable_blocks:
+            backbone.encoder_blocks[i].requires_grad_(True)
+        if n_trainable_layers:
+            backbone.encoder_norm.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> ClassifierModule:
+        """Only the head follows ``mode``; the encoder always runs without dropout.
+
+        Dropout in the encoder would change the variance of the pooled features between training
+        and evaluation, after the head's BatchNorm has learnt their training-time statistics; on
+        PBMCs the head then predicted a single class at evaluation for many epochs.
+        """
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def forward(self, cells: SparseCells) -> torch.Tensor:
+        """Class logits ``(B, n_classes)``."""
+        return self.head(self.backbone.embed_cells(cells, pooling=self.pooling))
