@@ -381,8 +381,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pretrained", type=Path, default=None,
                         help="a saved XTrimoGene used for every fold instead of pretraining "
                         "(its corpus must not contain the held-out perturbed cells)")  # fmt: skip
-    parser.add_argument("--pretrain-epochs", type=int, default=None,
-                        help="default: the recipe's optimiser steps on the fold's cells")
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=None,
+        help="default: the recipe's optimiser steps on the fold's cells",
+    )
     parser.add_argument("--head-steps", type=int, default=1500)
     parser.add_argument("--genes", default="static", choices=["static", "context", "both"])
     parser.add_argument("--methods", nargs="+", default=methods, choices=methods)

@@ -30,6 +30,7 @@ PUBLIC_PACKAGES = (
     "xtrimogene_sc.pl",
     "xtrimogene_sc.datasets",
     "xtrimogene_sc.data",
+    "xtrimogene_sc.drugcomb",
     "xtrimogene_sc.model",
     "xtrimogene_sc.module",
     "xtrimogene_sc.nn",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from xtrimogene_sc import datasets, pl, pp, tl
+from xtrimogene_sc import datasets, drugcomb, pl, pp, tl
 from xtrimogene_sc.data import GeneVocab
+from xtrimogene_sc.drugcomb import DrugCombinationModel
 from xtrimogene_sc.model import XTrimoGene, XTrimoGenePerturbation
 from xtrimogene_sc.module import XTrimoGeneConfig
 
@@ -15,12 +16,14 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "DrugCombinationModel",
     "GeneVocab",
     "XTrimoGene",
     "XTrimoGeneConfig",
     "XTrimoGenePerturbation",
     "__version__",
     "datasets",
+    "drugcomb",
     "pl",
     "pp",
     "tl",
