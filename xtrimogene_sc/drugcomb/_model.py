@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,8 +23,8 @@ from xtrimogene_sc.model._io import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     _json_default,
-    _swap_into_place,
     load_state_checked,
+    save_files_atomically,
 )
 
 if TYPE_CHECKING:
@@ -272,10 +270,6 @@ class DrugCombinationModel:
         overwrite
             Replace an existing directory.
         """
-        target = Path(dir_path)
-        if target.exists() and not overwrite:
-            msg = f"{target} already exists; pass overwrite=True to replace it"
-            raise FileExistsError(msg)
         meta = {
             "format_version": _FORMAT_VERSION, "kind": _KIND, "task": self.task,
             "config": self.module.config.to_dict(), "cell_key": self.cell_key,
@@ -284,18 +278,15 @@ class DrugCombinationModel:
             "target_std": self.target_std, "is_trained": self.is_trained,
             "history": self.history.to_dict(orient="list"),
         }  # fmt: skip
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
-        try:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+
+        def write(staging: Path) -> list[str]:
             save_file(state, str(staging / WEIGHTS_FILE))
             text = json.dumps(meta, indent=2, default=_json_default)
             (staging / CONFIG_FILE).write_text(text)
-            _swap_into_place(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            return [WEIGHTS_FILE, CONFIG_FILE]
+
+        save_files_atomically(dir_path, write, overwrite=overwrite)
 
     @classmethod
     def load(cls, dir_path: str | Path) -> DrugCombinationModel:

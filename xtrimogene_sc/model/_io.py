@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,22 @@ def save_directory(
     model files are replaced while any other file in it is kept. A file, or a non-empty directory
     without a model, is refused with a ``FileExistsError`` and nothing is written.
     """
+    return save_files_atomically(
+        dir_path,
+        lambda staging: _write_files(staging, config, state_dict, vocab, extra, extra_files or {}),
+        overwrite=overwrite,
+    )
+
+
+def save_files_atomically(
+    dir_path: str | Path, write: Callable[[Path], list[str]], *, overwrite: bool = False
+) -> Path:
+    """Run ``write(staging)`` in a staging folder, then move its files into ``dir_path``.
+
+    ``write`` returns the names of the files it wrote, ``config.json`` last (moved last, so a
+    directory never pairs new weights with an old configuration). The rules of
+    :func:`save_directory` on what ``dir_path`` may be apply.
+    """
     target = Path(dir_path)
     is_new = _check_target(target, overwrite=overwrite)
     if is_new:
@@ -67,7 +84,7 @@ def save_directory(
         staging = target / f"{_STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        names = _write_files(staging, config, state_dict, vocab, extra, extra_files or {})
+        names = write(staging)
         if is_new:
             os.replace(staging, target)
         else:
