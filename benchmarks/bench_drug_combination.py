@@ -48,6 +48,7 @@ from threadpoolctl import threadpool_limits
 
 import xtrimogene_sc as xtg
 from xtrimogene_sc import drugcomb as dc
+from xtrimogene_sc.model import SMALL_DATA_RECIPE
 
 RESULTS_START = "<!-- bench-drug-combination:start -->"
 RESULTS_END = "<!-- bench-drug-combination:end -->"
@@ -114,11 +115,15 @@ def pretrained_xtg(args: argparse.Namespace, panel: pd.Index) -> tuple[xtg.XTrim
         pbmc = pbmc[:200].copy()
     xtg.XTrimoGene.setup_anndata(pbmc)
     torch.manual_seed(0)
-    model = xtg.XTrimoGene(pbmc, preset="tiny", decoder_mode="masked")
+    recipe = SMALL_DATA_RECIPE
+    model = xtg.XTrimoGene(pbmc, preset=recipe.preset, **recipe.config_overrides())
+    train_kwargs = recipe.train_kwargs(pbmc.n_obs)
+    if args.pretrain_epochs is not None:
+        train_kwargs["max_epochs"] = args.pretrain_epochs
     start = time.perf_counter()
-    model.train(max_epochs=args.pretrain_epochs, batch_size=32, enable_progress_bar=False)
+    model.train(**train_kwargs, enable_progress_bar=False)
     how = (
-        f"preset `tiny` pretrained {args.pretrain_epochs} epochs on {pbmc.n_obs:,} sorted PBMCs "
+        f"`SMALL_DATA_RECIPE` ({recipe.preset} preset), {train_kwargs['max_epochs']} epochs on {pbmc.n_obs:,} sorted PBMCs "
         f"(Zheng 2017) restricted to the {pbmc.n_vars} panel genes they measure, in "
         f"{time.perf_counter() - start:.0f} s"
     )
@@ -292,7 +297,8 @@ def main() -> None:
     parser.add_argument(
         "--xtg-model", type=Path, default=None, help="a saved XTrimoGene to embed the cell lines"
     )
-    parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser.add_argument("--pretrain-epochs", type=int, default=None,
+                        help="default: the recipe's optimiser steps")
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--gbt-iter", type=int, default=500)
     parser.add_argument("--n-folds", type=int, default=5)

@@ -30,14 +30,14 @@ class TrainingRecipe:
 
     preset: str = "tiny"
     decoder_mode: str = "masked"
-    mask_ratio_nonzero: float = 0.3
+    mask_ratio_nonzero: float = 0.5
     zero_mask_scope: str = "observed"
     encoder_dropout: float = 0.1
-    steps: int = 1200
+    steps: int = 2400
     epochs: int | None = None
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 1e-3
-    pooling: str = "concat"
+    pooling: str = "mean"
 
     def config_overrides(self) -> dict[str, Any]:
         """Config fields to pass to :class:`~xtrimogene_sc.XTrimoGene`."""
