@@ -297,8 +297,9 @@ def main() -> None:
     parser.add_argument(
         "--xtg-model", type=Path, default=None, help="a saved XTrimoGene to embed the cell lines"
     )
-    parser.add_argument("--pretrain-epochs", type=int, default=None,
-                        help="default: the recipe's optimiser steps")
+    parser.add_argument(
+        "--pretrain-epochs", type=int, default=None, help="default: the recipe's optimiser steps"
+    )
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--gbt-iter", type=int, default=500)
     parser.add_argument("--n-folds", type=int, default=5)
