@@ -7,7 +7,10 @@ scored on the same cells with the same two metrics:
 * **kNN accuracy**: 15-nearest-neighbour classifier, stratified 5-fold cross-validation;
 * **Leiden ARI**: Leiden on the 15-neighbour graph of the embedding, at the resolution (from a
   fixed grid) whose cluster count is closest to the number of labels, so no method is favoured
-  by one resolution.
+  by one resolution;
+* **depth R²**: how much of the read depth (log10 total counts) a cross-validated ridge
+  regression recovers from the embedding. Depth differs between cell types, so even PCA of
+  normalised counts carries some; an embedding far above PCA carries depth beyond identity.
 
 Methods: ``pca`` (scanpy: normalise to 1e4, log1p, 2,000 HVGs where there are more genes, scale,
 50 components), ``scvi`` (10 latent dimensions, scvi-tools' default epochs) and xTrimoGene trained
@@ -53,13 +56,17 @@ def load(name: str) -> tuple[Any, str]:
 
 
 # ------------------------------------------------------------------------------ metrics
-def score(embedding: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
-    """kNN accuracy and Leiden ARI of one embedding (:func:`xtrimogene_sc.tl.score_embedding`)."""
-    from xtrimogene_sc.tl._scores import knn_accuracy, leiden_ari
+def score(
+    embedding: np.ndarray, labels: np.ndarray, depth: np.ndarray, seed: int
+) -> dict[str, float]:
+    """kNN accuracy and Leiden ARI of one embedding (:func:`xtrimogene_sc.tl.score_embedding`),
+    and the share of read depth (log10 total counts) a ridge regression recovers from it."""
+    from xtrimogene_sc.tl._scores import depth_r2, knn_accuracy, leiden_ari
 
     return {
         "knn_acc": knn_accuracy(embedding, labels, n_neighbors=15, n_folds=5, seed=seed),
         "leiden_ari": leiden_ari(embedding, labels, n_neighbors=15, seed=seed)[0],
+        "depth_r2": depth_r2(embedding, depth, seed=seed),
     }
 
 
@@ -138,6 +145,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         if args.quick:
             adata = adata[np.random.default_rng(0).permutation(adata.n_obs)[:200]].copy()
         labels = adata.obs[key].astype(str).to_numpy()
+        depth = np.asarray(adata.X.sum(axis=1)).ravel()
         for seed in args.seeds:
             if not args.sweep:
                 for method in ("pca", "scvi"):
@@ -146,7 +154,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                            else scvi_embedding(adata, seed, args.scvi_epochs))  # fmt: skip
                     rows.append({"data": name, "seed": seed, "method": method, "pooling": "-",
                                  "seconds": time.perf_counter() - start,
-                                 **score(emb, labels, seed)})  # fmt: skip
+                                 **score(emb, labels, depth, seed)})  # fmt: skip
                     _log(rows[-1])
             variants = sweep_variants() if args.sweep else {"recipe": SMALL_DATA_RECIPE}
             for label, recipe in variants.items():
@@ -157,21 +165,22 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                 for pooling, emb in embeddings.items():
                     rows.append({"data": name, "seed": seed, "method": f"xtg {label}",
                                  "pooling": pooling, "seconds": seconds,
-                                 **score(emb, labels, seed)})  # fmt: skip
+                                 **score(emb, labels, depth, seed)})  # fmt: skip
                     _log(rows[-1])
     return pd.DataFrame(rows)
 
 
 def _log(row: dict[str, Any]) -> None:
     print(f"# {row['data']} seed {row['seed']} {row['method']} [{row['pooling']}]: kNN "
-          f"{row['knn_acc']:.3f} ARI {row['leiden_ari']:.3f} ({row['seconds']:.0f} s)",
+          f"{row['knn_acc']:.3f} ARI {row['leiden_ari']:.3f} depth R2 {row['depth_r2']:.2f} "
+          f"({row['seconds']:.0f} s)",
           file=sys.stderr, flush=True)  # fmt: skip
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds, per data set, method and pooling."""
     grouped = frame.groupby(["data", "method", "pooling"], sort=False)
-    out = grouped[["knn_acc", "leiden_ari", "seconds"]].agg(["mean", "std"])
+    out = grouped[["knn_acc", "leiden_ari", "depth_r2", "seconds"]].agg(["mean", "std"])
     out.columns = [f"{a} {b}" for a, b in out.columns]
     return out.reset_index()
 
@@ -184,10 +193,10 @@ def print_report(summary: pd.DataFrame) -> None:
             f"| {r['data']} | {r['method']} | {r['pooling']} | "
             f"{r['knn_acc mean']:.3f} ± {np.nan_to_num(r['knn_acc std']):.3f} | "
             f"{r['leiden_ari mean']:.3f} ± {np.nan_to_num(r['leiden_ari std']):.3f} | "
-            f"{r['seconds mean']:.0f} |"
+            f"{r['depth_r2 mean']:.2f} | {r['seconds mean']:.0f} |"
         )
-    print("| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | seconds |")
-    print("|---|---|---|---|---|---|")
+    print("| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | depth R² | seconds |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(cells))
     for name, part in summary.groupby("data", sort=False):
         pca = part[part["method"] == "pca"]

@@ -35,3 +35,14 @@ def test_pca_reference_has_fifty_components_of_scaled_log_counts(tiny_adata):
     pcs = pca_reference(tiny_adata)
     assert pcs.shape == (tiny_adata.n_obs, 50)
     assert np.isfinite(pcs).all()
+
+
+def test_depth_r2_is_high_when_the_embedding_holds_depth_and_near_zero_otherwise():
+    from xtrimogene_sc.tl._scores import depth_r2
+
+    rng = np.random.default_rng(0)
+    depth = rng.lognormal(8.0, 0.5, size=300)
+    noise = rng.normal(size=(300, 5))
+    holds_depth = np.column_stack([np.log10(depth) + 0.01 * rng.normal(size=300), noise])
+    assert depth_r2(holds_depth, depth) > 0.95
+    assert depth_r2(noise, depth) < 0.05

@@ -76,6 +76,26 @@ def knn_accuracy(
     return float(scores.mean())
 
 
+def depth_r2(
+    embedding: np.ndarray, depth: np.ndarray, *, n_folds: int = 5, seed: int = 0
+) -> float:
+    """How much read depth an embedding carries: cross-validated R^2 of ``log10`` total counts.
+
+    A ridge regression (standardised inputs, penalty chosen inside each fold) predicts the depth
+    from the embedding; 0 means no depth beyond its mean, 1 all of it.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    target = np.log10(np.asarray(depth, dtype=np.float64))
+    folds = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 11)))
+    predicted = cross_val_predict(ridge, embedding, target, cv=folds)
+    return float(1.0 - np.sum((target - predicted) ** 2) / np.sum((target - target.mean()) ** 2))
+
+
 def leiden_ari(
     embedding: np.ndarray, labels: np.ndarray, *, n_neighbors: int, seed: int
 ) -> tuple[float, int]:
