@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -44,8 +45,12 @@ from sklearn.preprocessing import StandardScaler
 import xtrimogene_sc as xtg
 from xtrimogene_sc.tl import expected_calibration_error
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
+    sys.path.insert(0, str(ROOT))
+from benchmarks._results import replace_block  # noqa: E402
+
 LABEL_CANDIDATES = ("cell_type", "celltype", "cell_types", "labels", "label", "bulk_labels")
-RESULTS_START, RESULTS_END = "<!-- bench-annotation:start -->", "<!-- bench-annotation:end -->"
 
 
 # ---------------------------------------------------------------------- data sets
@@ -303,18 +308,6 @@ def settings_text(args: argparse.Namespace, total_seconds: float) -> str:
     )
 
 
-def replace_block(path: Path, text: str) -> None:
-    """Write ``text`` between the result markers of ``path`` (appended if they are absent)."""
-    block = f"{RESULTS_START}\n{text}\n{RESULTS_END}"
-    old = path.read_text() if path.exists() else ""
-    if RESULTS_START in old and RESULTS_END in old:
-        head, rest = old.split(RESULTS_START, 1)
-        new = head + block + rest.split(RESULTS_END, 1)[1]
-    else:
-        new = old + ("\n" if old else "") + block + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 1-2 epochs: smoke test")
@@ -347,7 +340,7 @@ def main() -> None:
     text = table(pd.concat(results)) + "\n" + settings_text(args, time.perf_counter() - start)
     print("\n" + text)
     for path in args.write or []:
-        replace_block(path, text)
+        replace_block(path, text, "annotation")
         print(f"wrote {path}")
 
 

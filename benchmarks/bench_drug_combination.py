@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -50,8 +51,11 @@ import xtrimogene_sc as xtg
 from xtrimogene_sc import drugcomb as dc
 from xtrimogene_sc.model import SMALL_DATA_RECIPE
 
-RESULTS_START = "<!-- bench-drug-combination:start -->"
-RESULTS_END = "<!-- bench-drug-combination:end -->"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
+    sys.path.insert(0, str(ROOT))
+from benchmarks._results import replace_block  # noqa: E402
+
 SPLIT_TITLES = {
     "random": "Random 5-fold over (pair, cell line) triplets",
     "drug_pair": "Leave-drug-pair-out (DeepSynergy's 5 folds)",
@@ -271,18 +275,6 @@ def settings_text(args: argparse.Namespace, how: str, total_seconds: float) -> s
     )
 
 
-def replace_block(path: Path, text: str) -> None:
-    """Write ``text`` between the result markers of ``path`` (appended if they are absent)."""
-    block = f"{RESULTS_START}\n{text}\n{RESULTS_END}"
-    old = path.read_text() if path.exists() else ""
-    if RESULTS_START in old and RESULTS_END in old:
-        head, rest = old.split(RESULTS_START, 1)
-        new = head + block + rest.split(RESULTS_END, 1)[1]
-    else:
-        new = old + ("\n" if old else "") + block + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small subset, few epochs")
@@ -322,7 +314,7 @@ def main() -> None:
     text = table(results) + "\n" + settings_text(args, how, time.perf_counter() - start)
     print("\n" + text)
     for path in args.write or []:
-        replace_block(path, text)
+        replace_block(path, text, "drug-combination")
         print(f"wrote {path}")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -38,7 +39,11 @@ import torch
 import xtrimogene_sc as xtg
 from xtrimogene_sc.model import SMALL_DATA_RECIPE, PerturbationBaseline, XTrimoGenePerturbation
 
-RESULTS_START, RESULTS_END = "<!-- bench-perturbation:start -->", "<!-- bench-perturbation:end -->"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
+    sys.path.insert(0, str(ROOT))
+from benchmarks._results import replace_block  # noqa: E402
+
 CONDITION_KEYS = ("condition", "perturbation", "perturbation_name", "guide_identity", "gene")
 CONTROL_LABELS = ("ctrl", "control", "non-targeting", "NT", "unperturbed", "CTRL")
 CELL_TYPE_KEYS = ("cell_type", "celltype", "cell_types", "cell_label")
@@ -353,18 +358,6 @@ def settings_text(args: argparse.Namespace, total_seconds: float) -> str:
     )
 
 
-def replace_block(path: Path, text: str) -> None:
-    """Write ``text`` between the result markers of ``path`` (appended if they are absent)."""
-    block = f"{RESULTS_START}\n{text}\n{RESULTS_END}"
-    old = path.read_text() if path.exists() else ""
-    if RESULTS_START in old and RESULTS_END in old:
-        head, rest = old.split(RESULTS_START, 1)
-        new = head + block + rest.split(RESULTS_END, 1)[1]
-    else:
-        new = old + ("\n" if old else "") + block + "\n"
-    path.write_text(new)
-
-
 def parse_args() -> argparse.Namespace:
     methods = [MODEL, CONTROL_MODEL, *BASELINES]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -416,7 +409,7 @@ def main() -> None:
     text = table(results) + "\n" + settings_text(args, time.perf_counter() - start)
     print("\n" + text)
     for path in args.write or []:
-        replace_block(path, text)
+        replace_block(path, text, "perturbation")
         print(f"wrote {path}")
 
 
