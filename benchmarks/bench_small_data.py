@@ -185,19 +185,20 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def print_report(summary: pd.DataFrame) -> None:
-    """Markdown table, then one verdict line per data set against PCA."""
-    cells = []
+def report(summary: pd.DataFrame) -> str:
+    """Markdown table, then one verdict line per data set and metric against PCA."""
+    lines = [
+        "| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | depth R² | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, r in summary.iterrows():
-        cells.append(
+        lines.append(
             f"| {r['data']} | {r['method']} | {r['pooling']} | "
             f"{r['knn_acc mean']:.3f} ± {np.nan_to_num(r['knn_acc std']):.3f} | "
             f"{r['leiden_ari mean']:.3f} ± {np.nan_to_num(r['leiden_ari std']):.3f} | "
             f"{r['depth_r2 mean']:.2f} | {r['seconds mean']:.0f} |"
         )
-    print("| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | depth R² | seconds |")
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(cells))
+    lines.append("")
     for name, part in summary.groupby("data", sort=False):
         pca = part[part["method"] == "pca"]
         ours = part[part["method"].str.startswith("xtg")]
@@ -207,8 +208,9 @@ def print_report(summary: pd.DataFrame) -> None:
         for metric in ("knn_acc", "leiden_ari"):
             a, b = best[f"{metric} mean"], pca[f"{metric} mean"].iloc[0]
             verdict = "at least PCA" if a >= b else "BELOW PCA"
-            print(f"{name}: {best['method']} [{best['pooling']}] {metric} {a:.3f} vs PCA "
-                  f"{b:.3f}: {verdict}")  # fmt: skip
+            lines.append(f"- {name}: {best['method']} [{best['pooling']}] {metric} {a:.3f} vs "
+                         f"PCA {b:.3f}: {verdict}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -221,6 +223,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", default=None, help="also write every row to this CSV")
     parser.add_argument("--quick", action="store_true", help="200 cells, 1 epoch, pbmc68k")
+    parser.add_argument("--write", nargs="*", default=None,
+                        help="markdown files whose result block to replace")  # fmt: skip
     args = parser.parse_args(argv)
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -233,10 +237,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.csv:
         frame.to_csv(args.csv, index=False)
     summary = summarise(frame)
-    print_report(summary)
     from xtrimogene_sc.model import SMALL_DATA_RECIPE
 
-    print(f"\n# recipe: {asdict(SMALL_DATA_RECIPE)}")
+    text = report(summary) + f"\n\nRecipe: `{asdict(SMALL_DATA_RECIPE)}`."
+    print(text)
+    for path in args.write or []:
+        if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_small_data.py`
+            sys.path.insert(0, str(ROOT))
+        from benchmarks._results import replace_block
+
+        replace_block(Path(path), text, "small-data")
+        print(f"wrote {path}")
     return summary
 
 

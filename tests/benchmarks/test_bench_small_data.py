@@ -18,3 +18,4 @@ def test_quick_run_scores_every_method_with_the_same_metrics(load_script, capsys
     out = capsys.readouterr().out
     assert "| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | depth R² |" in out
     assert "vs PCA" in out
+    assert "Recipe:" in out
