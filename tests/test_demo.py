@@ -21,6 +21,12 @@ def test_demo_writes_h5ad_umap_model_and_metrics(tmp_path, slow_full, capsys):
     assert adata.obsm["X_xtg"].shape[0] == 700
     assert {"xtg_leiden", "xtg_label", "xtg_label_confidence"} <= set(adata.obs)
     assert "X_umap" in adata.obsm
+    colors = {
+        key: dict(zip(adata.obs[key].cat.categories, adata.uns[f"{key}_colors"], strict=True))
+        for key in ("bulk_labels", "xtg_label")
+    }
+    truth, called = colors["bulk_labels"], colors["xtg_label"]
+    assert all(truth[label] == color for label, color in called.items() if label in truth)
     assert (out / "umap.png").stat().st_size > 10_000
     assert (out / "model" / "model.safetensors").exists()
     assert "wrote" in capsys.readouterr().out

@@ -92,6 +92,7 @@ def run_demo(
         "pca_leiden_ari": round(scores["X_pca"]["leiden_ari"], 4),
         **annotation,
     }
+    _match_label_colors(adata, truth="bulk_labels", predicted="xtg_label")
     adata.write_h5ad(out / "pbmc_xtg.h5ad")
     model.save(out / "model", overwrite=True)
     fig = sc.pl.umap(adata, color=["bulk_labels", "xtg_leiden", "xtg_label"], show=False,
@@ -99,6 +100,25 @@ def run_demo(
     fig.savefig(out / "umap.png", dpi=120, bbox_inches="tight")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _match_label_colors(adata: Any, *, truth: str, predicted: str) -> None:
+    """Colour each predicted label like the same true label (``Unknown`` grey).
+
+    The two panels of the UMAP can then be compared at a glance.
+    """
+    import pandas as pd
+    import scanpy as sc
+
+    truth_labels = list(adata.obs[truth].astype("category").cat.categories)
+    palette = sc.pl.palettes.default_20 if len(truth_labels) <= 20 else sc.pl.palettes.default_102
+    colors = dict(zip(truth_labels, palette, strict=False))
+    adata.uns[f"{truth}_colors"] = [colors[label] for label in truth_labels]
+    present = set(adata.obs[predicted].astype(str))
+    order = [label for label in truth_labels if label in present]
+    order += sorted(present - set(order))  # "Unknown" and anything else last
+    adata.obs[predicted] = pd.Categorical(adata.obs[predicted].astype(str), categories=order)
+    adata.uns[f"{predicted}_colors"] = [colors.get(label, "#bbbbbb") for label in order]
 
 
 def comparison_table(metrics: dict[str, Any]) -> str:
