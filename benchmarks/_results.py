@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 
 def markers(name: str) -> tuple[str, str]:
     """The start and end markers of benchmark ``name`` (e.g. ``"perturbation"``)."""
@@ -21,6 +23,23 @@ def replace_block(path: Path, text: str, name: str) -> None:
     else:
         new = old + ("\n" if old else "") + block + "\n"
     path.write_text(new)
+
+
+def mean_sd(values: pd.Series) -> str:
+    """``"mean ± sd"`` of the non-missing values (sd 0 for one value, "–" for none)."""
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.3f} ± {sd:.3f}"
+
+
+def record(text: str, paths: list[Path] | None, name: str) -> None:
+    """Print a benchmark's report and write it between the markers of each of ``paths``."""
+    print("\n" + text)
+    for path in paths or []:
+        replace_block(Path(path), text, name)
+        print(f"wrote {path}")
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ from xtrimogene_sc.tl import expected_calibration_error
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
     sys.path.insert(0, str(ROOT))
-from benchmarks._results import replace_block  # noqa: E402
+from benchmarks._results import record  # noqa: E402
 
 LABEL_CANDIDATES = ("cell_type", "celltype", "cell_types", "labels", "label", "bulk_labels")
 
@@ -338,10 +338,7 @@ def main() -> None:
         print(f"{name}: labels obs[{key!r}]", flush=True)
         results.append(run_dataset(name, adata, key, args))
     text = table(pd.concat(results)) + "\n" + settings_text(args, time.perf_counter() - start)
-    print("\n" + text)
-    for path in args.write or []:
-        replace_block(path, text, "annotation")
-        print(f"wrote {path}")
+    record(text, args.write, "annotation")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from xtrimogene_sc.model import SMALL_DATA_RECIPE
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
     sys.path.insert(0, str(ROOT))
-from benchmarks._results import replace_block  # noqa: E402
+from benchmarks._results import mean_sd, record  # noqa: E402
 
 SPLIT_TITLES = {
     "random": "Random 5-fold over (pair, cell line) triplets",
@@ -233,14 +233,6 @@ def run(data: dc.OneilData, cells: ad.AnnData, args: argparse.Namespace) -> pd.D
 
 
 # ---------------------------------------------------------------------- report
-def _cell(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "–"
-    sd = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.3f} ± {sd:.3f}"
-
-
 def table(results: pd.DataFrame) -> str:
     lines = []
     for split, group in results.groupby("split", sort=False):
@@ -251,7 +243,7 @@ def table(results: pd.DataFrame) -> str:
             "|---|---|---|---|---|---|",
         ]
         for method, rows in group.groupby("method", sort=False):
-            cells = " | ".join(_cell(rows[m]) for m in METRICS)
+            cells = " | ".join(mean_sd(rows[m]) for m in METRICS)
             lines.append(f"| {method} | {cells} | {rows['seconds'].mean():.0f} |")
         for name, figures in ANCHORS.get(split, []):
             cells = " | ".join(figures.get(m, "") for m in METRICS)
@@ -312,10 +304,7 @@ def main() -> None:
     if args.csv is not None:
         results.to_csv(args.csv, index=False)
     text = table(results) + "\n" + settings_text(args, how, time.perf_counter() - start)
-    print("\n" + text)
-    for path in args.write or []:
-        replace_block(path, text, "drug-combination")
-        print(f"wrote {path}")
+    record(text, args.write, "drug-combination")
 
 
 if __name__ == "__main__":

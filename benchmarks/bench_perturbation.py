@@ -42,7 +42,7 @@ from xtrimogene_sc.model import SMALL_DATA_RECIPE, PerturbationBaseline, XTrimoG
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
     sys.path.insert(0, str(ROOT))
-from benchmarks._results import replace_block  # noqa: E402
+from benchmarks._results import mean_sd, record  # noqa: E402
 
 CONDITION_KEYS = ("condition", "perturbation", "perturbation_name", "guide_identity", "gene")
 CONTROL_LABELS = ("ctrl", "control", "non-targeting", "NT", "unperturbed", "CTRL")
@@ -301,14 +301,6 @@ def run_dataset(entry: dict, args: argparse.Namespace) -> pd.DataFrame:
     return pd.DataFrame(results)
 
 
-def _cell(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "–"
-    sd = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.3f} ± {sd:.3f}"
-
-
 def table(results: pd.DataFrame) -> str:
     lines = []
     for name, group in results.groupby("dataset", sort=False):
@@ -319,7 +311,7 @@ def table(results: pd.DataFrame) -> str:
                   "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         scored = group[group["category"].fillna("") != ""]
         for (category, method), rows in scored.groupby(["category", "method"], sort=False):
-            cells = " | ".join(_cell(rows[s]) for s in SCORES)
+            cells = " | ".join(mean_sd(rows[s]) for s in SCORES)
             n = rows["n_conditions"].mean()
             lines.append(
                 f"| {category} | {method} | {cells} | {n:.0f} | {rows['seconds'].mean():.0f} |"
@@ -332,7 +324,7 @@ def table(results: pd.DataFrame) -> str:
         probes = group[group["method"].str.startswith("program probe")]
         if len(probes):
             n_programs = group["n_programs"].dropna().iloc[0] if "n_programs" in group else np.nan
-            found = {m.split(", ")[1]: _cell(r["probe"]) for m, r in probes.groupby("method")}
+            found = {m.split(", ")[1]: mean_sd(r["probe"]) for m, r in probes.groupby("method")}
             lines += [f"Do the backbone's gene embeddings know the simulated programs? A logistic "
                       f"regression recovers a program gene's program from its static embedding "
                       f"with accuracy {found.get('pretrained backbone', '–')} (pretrained) and "
@@ -407,10 +399,7 @@ def main() -> None:
             pd.concat(results, ignore_index=True).to_csv(args.csv, index=False)
     results = pd.concat(results, ignore_index=True)
     text = table(results) + "\n" + settings_text(args, time.perf_counter() - start)
-    print("\n" + text)
-    for path in args.write or []:
-        replace_block(path, text, "perturbation")
-        print(f"wrote {path}")
+    record(text, args.write, "perturbation")
 
 
 if __name__ == "__main__":
