@@ -120,14 +120,11 @@ def pretrained_xtg(args: argparse.Namespace, panel: pd.Index) -> tuple[xtg.XTrim
     xtg.XTrimoGene.setup_anndata(pbmc)
     torch.manual_seed(0)
     recipe = SMALL_DATA_RECIPE
-    model = xtg.XTrimoGene(pbmc, preset=recipe.preset, **recipe.config_overrides())
-    train_kwargs = recipe.train_kwargs(pbmc.n_obs)
-    if args.pretrain_epochs is not None:
-        train_kwargs["max_epochs"] = args.pretrain_epochs
     start = time.perf_counter()
-    model.train(**train_kwargs, enable_progress_bar=False)
+    model = recipe.pretrain(pbmc, max_epochs=args.pretrain_epochs, enable_progress_bar=False)
+    epochs = args.pretrain_epochs or recipe.epochs_for(pbmc.n_obs)
     how = (
-        f"`SMALL_DATA_RECIPE` ({recipe.preset} preset), {train_kwargs['max_epochs']} epochs on {pbmc.n_obs:,} sorted PBMCs "
+        f"`SMALL_DATA_RECIPE` ({recipe.preset} preset), {epochs} epochs on {pbmc.n_obs:,} sorted PBMCs "
         f"(Zheng 2017) restricted to the {pbmc.n_vars} panel genes they measure, in "
         f"{time.perf_counter() - start:.0f} s"
     )

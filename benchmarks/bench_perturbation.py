@@ -187,14 +187,10 @@ def pretrain(train: ad.AnnData, args: argparse.Namespace) -> xtg.XTrimoGene:
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(data)
     torch.manual_seed(0)
-    recipe = SMALL_DATA_RECIPE
-    model = xtg.XTrimoGene(data, preset=recipe.preset, **recipe.config_overrides())
-    train_kwargs = recipe.train_kwargs(data.n_obs)
-    if args.pretrain_epochs is not None:
-        train_kwargs["max_epochs"] = args.pretrain_epochs
-    model.train(**train_kwargs, enable_progress_bar=False, enable_model_summary=False,
-                logger=False)  # fmt: skip
-    return model
+    return SMALL_DATA_RECIPE.pretrain(
+        data, max_epochs=args.pretrain_epochs, enable_progress_bar=False,
+        enable_model_summary=False, logger=False,
+    )  # fmt: skip
 
 
 def program_probe(backbone: xtg.XTrimoGene, adata: ad.AnnData) -> float:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from xtrimogene_sc.model._model import XTrimoGene
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,30 @@ class TrainingRecipe:
             "lr": self.lr,
             "train_size": train_size,
         }
+
+    def pretrain(
+        self, adata: AnnData, *, max_epochs: int | None = None, **trainer_kwargs: Any
+    ) -> XTrimoGene:
+        """A new model of this recipe trained from scratch on ``adata`` (already set up).
+
+        Parameters
+        ----------
+        adata
+            AnnData registered with :meth:`~xtrimogene_sc.XTrimoGene.setup_anndata`.
+        max_epochs
+            Train for this many epochs instead of the recipe's ``steps`` (a bounded run).
+        **trainer_kwargs
+            Further :meth:`~xtrimogene_sc.XTrimoGene.train` arguments (e.g.
+            ``enable_progress_bar=False``).
+        """
+        from xtrimogene_sc.model._model import XTrimoGene
+
+        model = XTrimoGene(adata, preset=self.preset, **self.config_overrides())
+        kwargs = self.train_kwargs(adata.n_obs)
+        if max_epochs is not None:
+            kwargs["max_epochs"] = max_epochs
+        model.train(**kwargs, **trainer_kwargs)
+        return model
 
     def epochs_for(self, n_obs: int, train_size: float = 0.9) -> int:
         """Epochs that give about ``steps`` optimiser steps on ``n_obs`` cells."""

@@ -1,0 +1,34 @@
+"""A training recipe: epochs follow from the data size, and it builds and trains a model."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import xtrimogene_sc as xtg
+from xtrimogene_sc.model import SMALL_DATA_RECIPE, TrainingRecipe
+
+
+def test_epochs_follow_the_number_of_cells_unless_fixed():
+    recipe = TrainingRecipe(steps=100, batch_size=10)
+    assert recipe.epochs_for(1000, train_size=1.0) == 1  # 100 batches an epoch
+    assert recipe.epochs_for(100, train_size=1.0) == 10
+    assert recipe.epochs_for(5, train_size=1.0) == 100  # one batch an epoch
+    assert TrainingRecipe(epochs=3).epochs_for(10_000) == 3
+    kwargs = SMALL_DATA_RECIPE.train_kwargs(700)
+    assert kwargs["batch_size"] == SMALL_DATA_RECIPE.batch_size
+    assert kwargs["max_epochs"] == SMALL_DATA_RECIPE.epochs_for(700)
+
+
+@pytest.mark.parametrize("max_epochs", [1, 2])
+def test_pretrain_builds_the_recipe_model_and_trains_the_epochs_asked(tiny_adata, max_epochs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xtg.XTrimoGene.setup_anndata(tiny_adata)
+    recipe = TrainingRecipe(mask_ratio_nonzero=0.4, batch_size=64)
+    model = recipe.pretrain(tiny_adata, max_epochs=max_epochs, enable_progress_bar=False)
+    assert model.is_trained
+    assert model.config.mask_ratio_nonzero == 0.4
+    assert model.config.decoder_mode == recipe.decoder_mode
+    assert len(model.history["validation_loss"]) == max_epochs
