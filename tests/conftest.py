@@ -40,6 +40,19 @@ def _seed_and_threads() -> None:
     torch.set_num_threads(2)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run the test on one intra-op thread, then restore the count.
+
+    Small models gain nothing from a second thread but synchronisation, which costs a lot on a
+    loaded or shared CI machine.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def slow_full() -> bool:
     """True when slow tests should run at full size (``XTG_SLOW_FULL=1``)."""

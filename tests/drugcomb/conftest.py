@@ -10,7 +10,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from xtrimogene_sc.drugcomb import synergy_labels
 
@@ -18,12 +17,8 @@ DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dru
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_torch_thread):
     """These networks are small: a second intra-op thread only adds contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # Small real molecules (valid SMILES) for the featurisation path.
