@@ -240,14 +240,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     from xtrimogene_sc.model import SMALL_DATA_RECIPE
 
     text = report(summary) + f"\n\nRecipe: `{asdict(SMALL_DATA_RECIPE)}`."
-    print(text)
-    for path in args.write or []:
-        if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_small_data.py`
-            sys.path.insert(0, str(ROOT))
-        from benchmarks._results import replace_block
+    if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_small_data.py`
+        sys.path.insert(0, str(ROOT))
+    from benchmarks._results import record
 
-        replace_block(Path(path), text, "small-data")
-        print(f"wrote {path}")
+    record(text, args.write, "small-data")
     return summary
 
 
