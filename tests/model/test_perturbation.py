@@ -283,3 +283,23 @@ def test_not_set_up_and_wrong_backbone(exact_perturbation_data):
     model = XTrimoGenePerturbation(adata, backbone=_backbone(), hidden_dim=8)
     with pytest.raises(RuntimeError, match="not trained"):
         model.predict(adata, ["KLF1"])
+
+
+def test_gene_outside_the_backbone_panel_is_predicted_with_a_warning(sim):
+    positions = xtg.GeneVocab.default().positions(list(sim.var_names))
+    perturbed = sorted(
+        {c for c in sim.obs["condition"].astype(str) if c != "ctrl" and "+" not in c}
+    )
+    outside = perturbed[0]
+    panel = tuple(sorted(p for g, p in zip(sim.var_names, positions, strict=True) if g != outside))
+    torch.manual_seed(0)
+    backbone = xtg.XTrimoGene(None, preset="tiny", decoder_mode="masked", input_positions=panel)
+    model = XTrimoGenePerturbation(sim, backbone=backbone, hidden_dim=16)
+    model.train(max_steps=5, batch_size=16)
+    ctrl = sim[(sim.obs["condition"] == "ctrl").to_numpy()][:20].copy()
+    with pytest.warns(UserWarning, match="outside the backbone's gene panel"):
+        pred = model.predict(ctrl, [outside], aggregate="mean")
+    assert np.isfinite(pred.X).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.predict(ctrl, [perturbed[1]], aggregate="mean")  # a panel gene: no warning

@@ -71,6 +71,37 @@ class GeneAlignment:
             f"{self.n_duplicated_vars:,} duplicated symbols summed"
         )
 
+    def positions_of(self, var_names: Sequence[str], genes: Sequence[str]) -> tuple[int, ...]:
+        """Sorted vocabulary positions of ``genes``, named as in ``var_names`` (the columns).
+
+        Raises
+        ------
+        ValueError
+            A name that is not a column, or a column outside the vocabulary; the message lists
+            a few of them.
+        """
+        column = {str(name): i for i, name in enumerate(var_names)}
+        names = [str(g) for g in genes]
+        missing = [g for g in names if g not in column]
+        if missing:
+            msg = (
+                f"{len(missing):,} of the {len(names):,} genes are not columns of the AnnData "
+                f"(e.g. {missing[:_N_EXAMPLES]}); name genes as in adata.var_names"
+            )
+            raise ValueError(msg)
+        positions = self.var_to_position[[column[g] for g in names]]
+        outside = [g for g, p in zip(names, positions, strict=True) if p < 0]
+        if outside:
+            msg = (
+                f"{len(outside):,} of the {len(names):,} genes are not in the gene vocabulary "
+                f"(e.g. {outside[:_N_EXAMPLES]}); leave them out"
+            )
+            raise ValueError(msg)
+        if not names:
+            msg = "the gene panel is empty: name at least one gene"
+            raise ValueError(msg)
+        return tuple(int(p) for p in np.unique(positions))
+
     def to_dict(self) -> dict[str, int | float]:
         """JSON-able scalar summary, suitable for ``adata.uns``."""
         return {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,6 +60,11 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         Size preset: ``"tiny"``, ``"small"``, ``"base"``, ``"large"`` or ``"100m"`` (reference).
     config
         A full :class:`~xtrimogene_sc.XTrimoGeneConfig`; overrides ``preset``.
+    input_genes
+        The gene panel the model reads: names from ``adata.var_names`` (e.g. the highly variable
+        genes, :func:`xtrimogene_sc.pp.highly_variable_genes`), stored in the config as
+        vocabulary positions so that any later AnnData is read through the same panel. ``None``
+        reads every gene. Needs ``adata``.
     **config_overrides
         Any config field, e.g. ``decoder_mode="masked"``.
 
@@ -77,6 +84,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         *,
         preset: str = "tiny",
         config: XTrimoGeneConfig | None = None,
+        input_genes: Sequence[str] | None = None,
         **config_overrides: Any,
     ) -> None:
         if adata is None:
@@ -84,17 +92,25 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         else:
             super().__init__(adata)
         self.config = config or XTrimoGeneConfig.preset(preset, **config_overrides)
-        self.module = XTrimoGeneModule(self.config)
         self.vocab = GeneVocab.default()
         self.alignment_: GeneAlignment | None = None
         self.source_: dict[str, str] | None = None  # where loaded weights came from
         if adata is not None:
             self.alignment_ = self._align(adata, self._setup_arg("gene_symbols_key"))
+        if input_genes is not None:
+            if self.alignment_ is None:
+                msg = "input_genes names columns of adata: pass the AnnData too"
+                raise ValueError(msg)
+            positions = self.alignment_.positions_of(adata.var_names, input_genes)
+            self.config = replace(self.config, input_positions=positions)
+        self.module = XTrimoGeneModule(self.config)
         n_params = sum(p.numel() for p in self.module.parameters())
+        panel = self.config.input_positions
         self._model_summary_string = (
             f"XTrimoGene: encoder {self.config.encoder_depth}x{self.config.encoder_dim}, "
             f"decoder {self.config.decoder_depth}x{self.config.decoder_dim} (FAVOR+, "
             f"{self.config.decoder_mode}), {n_params / 1e6:.2f}M parameters"
+            + ("" if panel is None else f", reads a panel of {len(panel):,} genes")
         )
         self.init_params_ = {"config": self.config.to_dict()}
 

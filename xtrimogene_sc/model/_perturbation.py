@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -268,6 +269,19 @@ class XTrimoGenePerturbation(PerturbationPredictor):
             )
             raise ValueError(msg)
         super()._check_condition(name, condition)
+        panel = self.module.backbone.config.input_positions
+        if self.setup.condition_type == "genetic" and panel is not None:
+            positions = GeneVocab.default().positions(list(condition))
+            outside = [g for g, p in zip(condition, positions, strict=True) if p not in set(panel)]
+            if outside:
+                warnings.warn(
+                    f"condition {name!r}: gene(s) {outside} are outside the backbone's gene panel "
+                    f"({len(panel):,} genes), so their embeddings were never trained; the "
+                    "prediction rests on the other genes. Pretrain the backbone with "
+                    "n_top_genes=None (every gene) for genetic perturbations",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
     def _profiles(self) -> Profiles:
         if self.history.empty:

@@ -63,3 +63,16 @@ class SparseCells:
     def with_observed(self, observed: torch.Tensor | None) -> SparseCells:
         """The same cells carrying the data set's measured-gene mask."""
         return replace(self, observed=observed)
+
+    def select_genes(self, allowed: torch.Tensor) -> SparseCells:
+        """The same cells with only the entries at ``allowed`` positions (``(19264,)`` bool).
+
+        Depth tokens, the measured-gene mask and row order are unchanged; the target (if any)
+        is restricted the same way.
+        """
+        keep = allowed[self.pos]
+        per_row = torch.bincount(self.row_ids()[keep], minlength=self.n_cells)
+        crow = torch.zeros_like(self.crow)
+        crow[1:] = per_row.cumsum(0)
+        target = None if self.target is None else self.target.select_genes(allowed)
+        return replace(self, crow=crow, pos=self.pos[keep], value=self.value[keep], target=target)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from xtrimogene_sc._constants import TOKENS
+
 DecoderMode = Literal["full", "masked"]
 ZeroMaskScope = Literal["observed", "vocabulary"]
 
@@ -61,6 +63,12 @@ class XTrimoGeneConfig:
         Append the read-depth tokens T and S (scFoundation RDA) to every cell.
     seed
         Seed of the decoder's random-feature draws.
+    input_positions
+        Vocabulary positions of the genes the model reads (its gene panel), sorted; ``None``
+        (default) reads every gene. Counts of other genes still count towards a cell's depth
+        ``N`` (the values ``ln(1 + 1e4 c / N)`` and the T and S tokens), but those genes are never
+        fed to the encoder, masked or scored. Small data sets train better on their highly
+        variable genes (:class:`~xtrimogene_sc.model.TrainingRecipe` ``n_top_genes``).
     """
 
     encoder_dim: int = 768
@@ -84,8 +92,21 @@ class XTrimoGeneConfig:
     zero_mask_scope: ZeroMaskScope = "observed"
     use_depth_tokens: bool = True
     seed: int = 0
+    input_positions: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.input_positions is not None:
+            positions = tuple(int(p) for p in self.input_positions)
+            if not positions:
+                msg = "input_positions must name at least one gene (or be None for every gene)"
+                raise ValueError(msg)
+            if list(positions) != sorted(set(positions)):
+                msg = "input_positions must be strictly increasing vocabulary positions"
+                raise ValueError(msg)
+            if positions[0] < 0 or positions[-1] >= TOKENS.N_GENES:
+                msg = f"input_positions must lie in [0, {TOKENS.N_GENES}), got {positions[0]}..{positions[-1]}"
+                raise ValueError(msg)
+            object.__setattr__(self, "input_positions", positions)  # a JSON list becomes a tuple
         for side in ("encoder", "decoder"):
             dim, heads = getattr(self, f"{side}_dim"), getattr(self, f"{side}_heads")
             if dim <= 0 or heads <= 0 or dim % heads:

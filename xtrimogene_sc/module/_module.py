@@ -96,11 +96,24 @@ class XTrimoGeneModule(nn.Module):
         self.head_norm = nn.LayerNorm(c.decoder_dim)
         self.head = nn.Linear(c.decoder_dim, 1)
         self.apply(_init_weights)
+        # ---- gene panel (config.input_positions): not a weight, rebuilt from the config
+        panel = None
+        if c.input_positions is not None:
+            panel = torch.zeros(TOKENS.N_GENES, dtype=torch.bool)
+            panel[list(c.input_positions)] = True
+        self.register_buffer("input_panel", panel, persistent=False)
 
     @property
     def decoder_length(self) -> int:
         """Number of decoder positions ``L``."""
         return TOKENS.SEQ_LEN if self.config.use_depth_tokens else TOKENS.N_GENES
+
+    def select_inputs(self, cells: SparseCells) -> SparseCells:
+        """``cells`` restricted to the model's gene panel (unchanged when it reads every gene).
+
+        Every public entry point applies it, so a cell can be passed with all its genes.
+        """
+        return cells if self.input_panel is None else cells.select_genes(self.input_panel)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, cells: SparseCells, keep: torch.Tensor | None = None) -> EncoderOutput:
@@ -149,7 +162,7 @@ class XTrimoGeneModule(nn.Module):
         ``"max_all_tokens"`` is the reference ``pool_type='max'``: a maximum over every encoder
         token, T and S included (De wide).
         """
-        out = self.encode(cells)
+        out = self.encode(self.select_inputs(cells))
         if pooling == "max_all_tokens":
             return _masked_max(out.hidden, out.valid)
         gene_tokens = out.valid & (out.positions < TOKENS.N_GENES)
@@ -206,7 +219,7 @@ class XTrimoGeneModule(nn.Module):
         As in the reference, the decoder's LayerNorm and then the model's final LayerNorm (the one
         before the regression head) are applied.
         """
-        enc = self.encode(cells)
+        enc = self.encode(self.select_inputs(cells))
         empty = torch.empty(0, dtype=torch.long, device=enc.hidden.device)
         return self.head_norm(self._run_decoder(self._full_decoder_input(enc, empty, empty)))
 
@@ -224,6 +237,7 @@ class XTrimoGeneModule(nn.Module):
         ``gene_expression`` output.
         """
         device = cells.pos.device
+        cells = self.select_inputs(cells)
         if masked_rows is None or masked_pos is None:
             masked_rows = masked_pos = torch.empty(0, dtype=torch.long, device=device)
         keys = cells.row_ids() * TOKENS.N_POSITIONS + cells.pos
@@ -241,6 +255,10 @@ class XTrimoGeneModule(nn.Module):
         c = self.config
         for block in self.decoder_blocks:  # one training step: FAVOR+ features redraw when due
             block.attn.kernel.maybe_redraw()
+        cells = self.select_inputs(cells)
+        candidates = cells.observed if c.zero_mask_scope == "observed" else None
+        if self.input_panel is not None:
+            candidates = self.input_panel if candidates is None else candidates & self.input_panel
         nonzero_masked, zero_masked = sample_masks(
             cells.crow,
             TOKENS.N_GENES,
@@ -248,7 +266,7 @@ class XTrimoGeneModule(nn.Module):
             p_zero=c.mask_ratio_zero,
             positions=cells.pos,
             keep_at_least_one=not c.use_depth_tokens,
-            candidates=cells.observed if c.zero_mask_scope == "observed" else None,
+            candidates=candidates,
             generator=generator,
         )
         if c.max_encoder_genes is not None:
