@@ -58,7 +58,10 @@ def run_demo(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*vocabulary genes.*")
         xtg.XTrimoGene.setup_anndata(adata)
-        model = xtg.XTrimoGene(adata, preset=recipe.preset, **recipe.config_overrides())
+        model = xtg.XTrimoGene(
+            adata, preset=recipe.preset, input_genes=recipe.input_genes(adata),
+            **recipe.config_overrides(),
+        )  # fmt: skip
     logger.info("%s", model._model_summary_string)
     mse_before = model.get_reconstruction_error()
     start = time.perf_counter()

@@ -11,11 +11,14 @@ from xtrimogene_sc.model import SMALL_DATA_RECIPE, TrainingRecipe
 
 
 def test_epochs_follow_the_number_of_cells_unless_fixed():
-    recipe = TrainingRecipe(steps=100, batch_size=10)
+    recipe = TrainingRecipe(steps=100, batch_size=10, min_epochs=None)
     assert recipe.epochs_for(1000, train_size=1.0) == 1  # 100 batches an epoch
     assert recipe.epochs_for(100, train_size=1.0) == 10
     assert recipe.epochs_for(5, train_size=1.0) == 100  # one batch an epoch
     assert TrainingRecipe(epochs=3).epochs_for(10_000) == 3
+    # more cells: at least min_epochs passes even when that means more than `steps`
+    assert TrainingRecipe(steps=100, batch_size=10, min_epochs=4).epochs_for(1000, 1.0) == 4
+    assert TrainingRecipe(steps=100, batch_size=10, min_epochs=4).epochs_for(100, 1.0) == 10
     kwargs = SMALL_DATA_RECIPE.train_kwargs(700)
     assert kwargs["batch_size"] == SMALL_DATA_RECIPE.batch_size
     assert kwargs["max_epochs"] == SMALL_DATA_RECIPE.epochs_for(700)

@@ -25,12 +25,22 @@ class TrainingRecipe:
     steps
         Optimiser steps to train for; the number of epochs follows from the data size (at
         least one). Small data sets need many passes, large ones few.
+    min_epochs
+        But at least this many passes over the cells: on a few thousand cells, ``steps`` alone
+        would see each cell too rarely (``None``: no minimum). The time therefore grows with the
+        number of cells; the recipe is meant for up to a few thousand (2,140 cells: about 10,000
+        steps). Larger data sets belong to :func:`~xtrimogene_sc.pretrain.pretrain`.
     epochs
         If set, train for exactly this many epochs instead of ``steps``.
     batch_size, lr
         :meth:`~xtrimogene_sc.XTrimoGene.train` arguments.
     pooling
         Pooling for :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`.
+    n_top_genes
+        Read only the data set's ``n_top_genes`` most variable genes
+        (:func:`~xtrimogene_sc.pp.highly_variable_genes`; the model keeps them as its gene panel,
+        ``input_genes``); ``None`` reads every gene. On few cells, thousands of weakly varying
+        genes drown the cell-type signal in the pooled embedding and cost most of the compute.
     """
 
     preset: str = "tiny"
@@ -39,10 +49,12 @@ class TrainingRecipe:
     zero_mask_scope: str = "observed"
     encoder_dropout: float = 0.1
     steps: int = 2400
+    min_epochs: int | None = 80
     epochs: int | None = None
     batch_size: int = 16
     lr: float = 1e-3
     pooling: str = "mean"
+    n_top_genes: int | None = 2000
 
     def config_overrides(self) -> dict[str, Any]:
         """Config fields to pass to :class:`~xtrimogene_sc.XTrimoGene`."""
@@ -79,19 +91,38 @@ class TrainingRecipe:
         """
         from xtrimogene_sc.model._model import XTrimoGene
 
-        model = XTrimoGene(adata, preset=self.preset, **self.config_overrides())
+        model = XTrimoGene(
+            adata,
+            preset=self.preset,
+            input_genes=self.input_genes(adata),
+            **self.config_overrides(),
+        )
         kwargs = self.train_kwargs(adata.n_obs)
         if max_epochs is not None:
             kwargs["max_epochs"] = max_epochs
         model.train(**kwargs, **trainer_kwargs)
         return model
 
+    def input_genes(self, adata: AnnData) -> list[str] | None:
+        """The gene panel this recipe trains ``adata`` on (``None``: every gene)."""
+        from xtrimogene_sc.model._model import XTrimoGene
+        from xtrimogene_sc.pp._genes import highly_variable_genes
+
+        if self.n_top_genes is None:
+            return None
+        setup = XTrimoGene._registered_setup_args(adata)
+        genes = highly_variable_genes(
+            adata, self.n_top_genes, layer=setup.get("layer"),
+            gene_symbols_key=setup.get("gene_symbols_key"),
+        )  # fmt: skip
+        return genes if len(genes) >= self.n_top_genes else None  # fewer: no selection needed
+
     def epochs_for(self, n_obs: int, train_size: float = 0.9) -> int:
-        """Epochs that give about ``steps`` optimiser steps on ``n_obs`` cells."""
+        """Epochs that give about ``steps`` optimiser steps on ``n_obs`` cells (``min_epochs`` at least)."""
         if self.epochs is not None:
             return self.epochs
         batches = max(1, math.ceil(round(train_size * n_obs) / self.batch_size))
-        return max(1, round(self.steps / batches))
+        return max(1, round(self.steps / batches), self.min_epochs or 0)
 
 
 SMALL_DATA_RECIPE = TrainingRecipe()
