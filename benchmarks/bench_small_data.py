@@ -127,6 +127,7 @@ def sweep_variants() -> dict[str, Any]:
         "steps x0.5": replace(base, steps=base.steps // 2, min_epochs=None),
         "steps x2": replace(base, steps=base.steps * 2, min_epochs=None),
         "min epochs 40": replace(base, min_epochs=40),
+        "min epochs 60": replace(base, min_epochs=60),
         "min epochs 160": replace(base, min_epochs=160),
         "lr x0.3": replace(base, lr=base.lr * 0.3),
         "lr x3": replace(base, lr=base.lr * 3),

@@ -44,11 +44,11 @@ def test_highly_variable_genes_leave_out_genes_outside_the_vocabulary():
 
 
 def test_panel_is_kept_through_save_and_load_and_used_on_new_data(registered, tmp_path):
-    genes = list(registered.var_names[::4])
+    genes = list(registered.var_names[::2])
     model = xtg.XTrimoGene(registered, preset="tiny", input_genes=genes)
     panel = model.config.input_positions
     assert len(panel) == len(genes)
-    assert "panel of 100 genes" in model._model_summary_string
+    assert "panel of 200 genes" in model._model_summary_string
     before = model.get_latent_representation(pooling="mean", progress=False)
     model.save(tmp_path / "m")
     loaded = xtg.XTrimoGene.load(tmp_path / "m", adata=registered)
@@ -68,8 +68,23 @@ def test_panel_errors_say_what_to_pass(registered):
 
 
 def test_recipe_reads_the_top_genes_only_when_there_are_more(registered):
-    recipe = TrainingRecipe(n_top_genes=60, batch_size=64)
+    recipe = TrainingRecipe(n_top_genes=200, batch_size=64)
     model = recipe.pretrain(registered, max_epochs=1, enable_progress_bar=False)
-    assert len(model.config.input_positions) == 60
+    assert len(model.config.input_positions) == 200
     assert TrainingRecipe(n_top_genes=10_000).input_genes(registered) is None
     assert TrainingRecipe(n_top_genes=None).input_genes(registered) is None
+
+
+def test_cells_without_panel_counts_are_refused_clearly(registered):
+    genes = list(registered.var_names[:5])
+    X = registered.X.tolil()
+    X[3, :5] = 0  # cell 3 expresses none of the panel genes
+    data = registered.copy()
+    data.X = X.tocsr()
+    data.X.eliminate_zeros()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xtg.XTrimoGene.setup_anndata(data)
+    model = xtg.XTrimoGene(data, preset="tiny", input_genes=genes)
+    with pytest.raises(ValueError, match=r"gene panel of 5 genes \(first obs indices: \[3"):
+        model.get_latent_representation(progress=False)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,7 @@ def check_counts(
     chunk_size: int = 4096,
     allow_empty: bool = False,
     require_integer: bool = True,
+    panel: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Validate that a matrix holds raw counts and return per-cell totals over matched genes.
 
@@ -147,6 +149,9 @@ def check_counts(
     require_integer
         If ``False``, non-integer values are accepted (bulk profiles in TPM or FPKM); NaN,
         infinite and negative values are still refused.
+    panel
+        Vocabulary positions a model reads (its gene panel); unless ``allow_empty``, cells with
+        no counts in those genes are refused too.
 
     Returns
     -------
@@ -174,20 +179,28 @@ def check_counts(
         msg = f"{source} has no cells (shape {shape}); pass an AnnData with at least one cell."
         raise ValueError(msg)
     weights = (alignment.var_to_position >= 0).astype(np.float64)
-    totals = np.empty(shape[0], dtype=np.float64)
+    if panel is not None:  # a second column: counts over the panel genes only
+        in_panel = np.isin(alignment.var_to_position, np.asarray(panel, dtype=np.int64))
+        weights = np.column_stack([weights, in_panel.astype(np.float64)])
+    sums = np.empty((shape[0], weights.ndim), dtype=np.float64)
     tally = _Tally()
     start = 0
     for chunk in _row_chunks(X, chunk_size):
         tally.update(chunk.data if sp.issparse(chunk) else chunk[chunk != 0])
         stop = start + chunk.shape[0]
         if tally.n_nonfinite == 0:
-            totals[start:stop] = np.asarray(chunk @ weights, dtype=np.float64).ravel()
+            sums[start:stop] = np.asarray(chunk @ weights, dtype=np.float64).reshape(
+                stop - start, -1
+            )
         start = stop
     if not require_integer:
         tally.n_nonint = 0
     _raise_invalid(tally, source)
+    totals = sums[:, 0]
     if not allow_empty:
         _raise_empty(totals, alignment, source)
+        if panel is not None:
+            _raise_empty_panel(sums[:, 1], len(panel), source)
     return totals
 
 
@@ -226,5 +239,17 @@ def _raise_empty(totals: np.ndarray, alignment: GeneAlignment, source: str) -> N
         f"{empty.size:,} cells have zero counts in {source} over the {alignment.n_matched_vars:,} "
         f"genes matched to the vocabulary (first obs indices: {first}). Remove them first, e.g. "
         "with sc.pp.filter_cells(adata, min_counts=1) after subsetting to the matched genes."
+    )
+    raise ValueError(msg)
+
+
+def _raise_empty_panel(panel_totals: np.ndarray, n_panel: int, source: str) -> None:
+    empty = np.flatnonzero(panel_totals <= 0)
+    if empty.size == 0:
+        return
+    msg = (
+        f"{empty.size:,} cells have zero counts in {source} over the model's gene panel of "
+        f"{n_panel:,} genes (first obs indices: {empty[:_N_EXAMPLES].tolist()}): the model would "
+        "see nothing of them. Remove them first, or use a model that reads every gene."
     )
     raise ValueError(msg)

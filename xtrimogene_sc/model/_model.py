@@ -206,7 +206,10 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
                 gene_symbols_key = registered.get("gene_symbols_key")
             alignment = self._align(adata, gene_symbols_key)
         X = layer_matrix(adata, layer)
-        check_counts(X, alignment=alignment, layer=layer, require_integer=require_integer)
+        check_counts(
+            X, alignment=alignment, layer=layer, require_integer=require_integer,
+            panel=self.config.input_positions,
+        )  # fmt: skip
         return X, alignment.var_to_position
 
     @property

@@ -272,7 +272,8 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         panel = self.module.backbone.config.input_positions
         if self.setup.condition_type == "genetic" and panel is not None:
             positions = GeneVocab.default().positions(list(condition))
-            outside = [g for g, p in zip(condition, positions, strict=True) if p not in set(panel)]
+            read = set(panel)
+            outside = [g for g, p in zip(condition, positions, strict=True) if p not in read]
             if outside:
                 warnings.warn(
                     f"condition {name!r}: gene(s) {outside} are outside the backbone's gene panel "
