@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", default=None, help="also write every row to this CSV")
     parser.add_argument("--quick", action="store_true", help="200 cells, 1 epoch, pbmc68k")
+    parser.add_argument("--from-csv", nargs="*", default=None,
+                        help="summarise the rows of these --csv files instead of running")  # fmt: skip
     parser.add_argument("--write", nargs="*", default=None,
                         help="markdown files whose result block to replace")  # fmt: skip
     args = parser.parse_args(argv)
@@ -252,7 +254,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     import torch
 
     torch.set_num_threads(args.threads)
-    frame = run(args)
+    if args.from_csv:  # rows of earlier runs (e.g. one process per data set), nothing is run
+        frame = pd.concat([pd.read_csv(path) for path in args.from_csv], ignore_index=True)
+    else:
+        frame = run(args)
     if args.csv:
         frame.to_csv(args.csv, index=False)
     summary = summarise(frame)
