@@ -8,9 +8,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_small_data.py"
 
 
-def test_quick_run_scores_every_method_with_the_same_metrics(load_script, capsys):
+def test_quick_run_scores_every_method_with_the_same_metrics(load_script, capsys, tmp_path):
     bench = load_script("bench_small_data", SCRIPT)
-    summary = bench.main(["--quick", "--threads", "1"])
+    rows = tmp_path / "rows.csv"
+    summary = bench.main(["--quick", "--threads", "1", "--csv", str(rows)])
     assert list(summary["method"]) == ["pca", "scvi", "xtg recipe"]
     for metric in ("knn_acc mean", "leiden_ari mean", "depth_r2 mean"):
         assert summary[metric].between(-1.0, 1.0).all(), metric
@@ -19,3 +20,9 @@ def test_quick_run_scores_every_method_with_the_same_metrics(load_script, capsys
     assert "| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | depth R² |" in out
     assert "vs PCA" in out
     assert "Recipe:" in out
+
+    # rows saved by separate runs are summarised into one table without running anything
+    again = bench.main(["--from-csv", str(rows), str(rows), "--threads", "1"])
+    assert list(again["method"]) == list(summary["method"])
+    assert (again["knn_acc mean"].to_numpy() == summary["knn_acc mean"].to_numpy()).all()
+    assert (again["knn_acc std"] == 0).all()  # the same rows twice: no spread
