@@ -88,3 +88,21 @@ def test_cells_without_panel_counts_are_refused_clearly(registered):
     model = xtg.XTrimoGene(data, preset="tiny", input_genes=genes)
     with pytest.raises(ValueError, match=r"gene panel of 5 genes \(first obs indices: \[3"):
         model.get_latent_representation(progress=False)
+
+
+def test_a_classifier_on_a_panel_backbone_refuses_cells_it_cannot_see(registered):
+    from xtrimogene_sc.model import XTrimoGeneClassifier
+
+    genes = list(registered.var_names[:5])
+    data = registered.copy()
+    X = data.X.tolil()
+    X[2, :5] = 0
+    data.X = X.tocsr()
+    data.X.eliminate_zeros()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xtg.XTrimoGene.setup_anndata(data)
+    backbone = xtg.XTrimoGene(data, preset="tiny", input_genes=genes)
+    classifier = XTrimoGeneClassifier(backbone, hidden_dim=8)
+    with pytest.raises(ValueError, match=r"gene panel of 5 genes \(first obs indices: \[2"):
+        classifier.train(data, labels_key="labels", max_epochs=1)

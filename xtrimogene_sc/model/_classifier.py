@@ -34,6 +34,8 @@ from xtrimogene_sc.train._guard import require_positive_int, require_real
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from xtrimogene_sc.module._config import XTrimoGeneConfig
+
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ class XTrimoGeneClassifier:
         require_real("lr", lr, lambda v: v > 0, "a finite number > 0")
         require_real("validation_size", validation_size, lambda v: 0 <= v < 1, "in [0, 1)")
         keep, labels, _ = usable_labels(adata.obs, labels_key, min_cells=min_cells_per_label)
-        X, var_to_position = _resolve(adata, layer, gene_symbols_key)
+        X, var_to_position = _resolve(adata, layer, gene_symbols_key, self.backbone.config)
         classes, y = np.unique(labels, return_inverse=True)
         cells = np.flatnonzero(keep)
         torch.manual_seed(seed)
@@ -213,7 +215,7 @@ class XTrimoGeneClassifier:
     ) -> np.ndarray:
         """Calibrated class probabilities ``(n_obs, n_classes)``, columns in ``classes_`` order."""
         module = self._trained()
-        X, var_to_position = _resolve(adata, layer, gene_symbols_key)
+        X, var_to_position = _resolve(adata, layer, gene_symbols_key, self.backbone.config)
         module.eval()
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
         for rows, cells in iter_batches(
@@ -286,9 +288,14 @@ class XTrimoGeneClassifier:
         return classifier
 
 
-def _resolve(adata: AnnData, layer: str | None, gene_symbols_key: str | None) -> tuple[Any, Any]:
-    """Counts and their column -> vocabulary map, with the package's count checks."""
+def _resolve(
+    adata: AnnData, layer: str | None, gene_symbols_key: str | None, config: XTrimoGeneConfig
+) -> tuple[Any, Any]:
+    """Counts and their column -> vocabulary map, with the package's count checks.
+
+    The backbone's gene panel, if it has one, is checked too: no cell may be empty in it.
+    """
     alignment = GeneVocab.default().align(adata, gene_symbols_key=gene_symbols_key)
     X = layer_matrix(adata, layer)
-    check_counts(X, alignment=alignment, layer=layer)
+    check_counts(X, alignment=alignment, layer=layer, panel=config.input_positions)
     return X, alignment.var_to_position
