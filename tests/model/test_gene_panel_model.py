@@ -75,17 +75,21 @@ def test_recipe_reads_the_top_genes_only_when_there_are_more(registered):
     assert TrainingRecipe(n_top_genes=None).input_genes(registered) is None
 
 
-def test_cells_without_panel_counts_are_refused_clearly(registered):
-    genes = list(registered.var_names[:5])
-    X = registered.X.tolil()
-    X[3, :5] = 0  # cell 3 expresses none of the panel genes
+def _blank_in_panel(registered, cell: int):
+    """A registered copy where ``cell`` has no counts in the first 5 genes, and a 5-gene panel model."""
     data = registered.copy()
+    X = data.X.tolil()
+    X[cell, :5] = 0
     data.X = X.tocsr()
     data.X.eliminate_zeros()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(data)
-    model = xtg.XTrimoGene(data, preset="tiny", input_genes=genes)
+    return data, xtg.XTrimoGene(data, preset="tiny", input_genes=list(data.var_names[:5]))
+
+
+def test_cells_without_panel_counts_are_refused_clearly(registered):
+    data, model = _blank_in_panel(registered, cell=3)  # cell 3 expresses no panel gene
     with pytest.raises(ValueError, match=r"gene panel of 5 genes \(first obs indices: \[3"):
         model.get_latent_representation(progress=False)
 
@@ -93,16 +97,7 @@ def test_cells_without_panel_counts_are_refused_clearly(registered):
 def test_a_classifier_on_a_panel_backbone_refuses_cells_it_cannot_see(registered):
     from xtrimogene_sc.model import XTrimoGeneClassifier
 
-    genes = list(registered.var_names[:5])
-    data = registered.copy()
-    X = data.X.tolil()
-    X[2, :5] = 0
-    data.X = X.tocsr()
-    data.X.eliminate_zeros()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        xtg.XTrimoGene.setup_anndata(data)
-    backbone = xtg.XTrimoGene(data, preset="tiny", input_genes=genes)
+    data, backbone = _blank_in_panel(registered, cell=2)
     classifier = XTrimoGeneClassifier(backbone, hidden_dim=8)
     with pytest.raises(ValueError, match=r"gene panel of 5 genes \(first obs indices: \[2"):
         classifier.train(data, labels_key="labels", max_epochs=1)
