@@ -140,6 +140,11 @@ def sweep_variants() -> dict[str, Any]:
         "genes 500": replace(base, n_top_genes=500),
         "genes 1000": replace(base, n_top_genes=1000),
         "genes 4000": replace(base, n_top_genes=4000),
+        "contrastive 0": replace(base, contrastive_weight=0.0),
+        "contrastive 0.3": replace(base, contrastive_weight=0.3),
+        "contrastive 1": replace(base, contrastive_weight=1.0),
+        "contrastive 3": replace(base, contrastive_weight=3.0),
+        "contrastive thin 1": replace(base, contrastive_weight=1.0, contrastive_view="thin"),
     }
 
 

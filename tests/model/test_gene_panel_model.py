@@ -101,3 +101,19 @@ def test_a_classifier_on_a_panel_backbone_refuses_cells_it_cannot_see(registered
     classifier = XTrimoGeneClassifier(backbone, hidden_dim=8)
     with pytest.raises(ValueError, match=r"gene panel of 5 genes \(first obs indices: \[2"):
         classifier.train(data, labels_key="labels", max_epochs=1)
+
+
+@pytest.mark.parametrize("view", ["sample", "thin"])
+def test_a_recipe_with_the_cell_level_loss_trains_saves_and_reloads(registered, tmp_path, view):
+    recipe = TrainingRecipe(n_top_genes=None, contrastive_weight=1.0, contrastive_view=view)
+    model = recipe.pretrain(registered, max_epochs=2, enable_progress_bar=False,
+                            enable_checkpointing=False)  # fmt: skip
+    assert model.module.contrastive_head is not None
+    assert np.isfinite(model.history["train_loss"].to_numpy(dtype=float)).all()
+    before = model.get_latent_representation(pooling="mean", progress=False)
+    model.save(tmp_path / "m")
+    again = xtg.XTrimoGene.load(tmp_path / "m", registered)
+    assert again.module.config.contrastive_view == view
+    np.testing.assert_allclose(
+        again.get_latent_representation(pooling="mean", progress=False), before, atol=1e-5
+    )

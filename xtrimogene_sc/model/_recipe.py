@@ -20,7 +20,8 @@ class TrainingRecipe:
     ----------
     preset
         Size preset (see :meth:`~xtrimogene_sc.XTrimoGeneConfig.preset`).
-    decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout
+    decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout, contrastive_weight,
+    contrastive_view
         :class:`~xtrimogene_sc.XTrimoGeneConfig` fields.
     steps
         Optimiser steps to train for; the number of epochs follows from the data size (at
@@ -48,6 +49,8 @@ class TrainingRecipe:
     mask_ratio_nonzero: float = 0.5
     zero_mask_scope: str = "observed"
     encoder_dropout: float = 0.1
+    contrastive_weight: float = 0.0
+    contrastive_view: str = "sample"
     steps: int = 2400
     min_epochs: int | None = 80
     epochs: int | None = None
@@ -63,6 +66,8 @@ class TrainingRecipe:
             "mask_ratio_nonzero": self.mask_ratio_nonzero,
             "zero_mask_scope": self.zero_mask_scope,
             "encoder_dropout": self.encoder_dropout,
+            "contrastive_weight": self.contrastive_weight,
+            "contrastive_view": self.contrastive_view,
         }
 
     def train_kwargs(self, n_obs: int, train_size: float = 0.9) -> dict[str, Any]:

@@ -76,3 +76,29 @@ class SparseCells:
         crow[1:] = per_row.cumsum(0)
         target = None if self.target is None else self.target.select_genes(allowed)
         return replace(self, crow=crow, pos=self.pos[keep], value=self.value[keep], target=target)
+
+    def downsampled(
+        self, rate: torch.Tensor, generator: torch.Generator | None = None
+    ) -> SparseCells:
+        """The same cells at a lower read depth: each count kept with probability ``rate``.
+
+        Counts are recovered from the values and the depth S (``c = (e^x - 1) N / 1e4``),
+        binomially thinned with each cell's ``rate`` ``(B,)``, and turned back into values at the
+        new depth ``rate * N`` (T = S = its log10); genes left with no count are dropped. The
+        target, if any, is not carried over.
+        """
+        rows = self.row_ids()
+        depth = torch.pow(10.0, self.depth_s.double())
+        counts = torch.round(torch.expm1(self.value.double()) * depth[rows] / 1e4).float()
+        kept = torch.binomial(counts, rate.float()[rows], generator=generator)
+        new_depth = (depth * rate.double()).clamp_min(1.0)
+        keep = kept > 0
+        per_row = torch.bincount(rows[keep], minlength=self.n_cells)
+        crow = torch.zeros_like(self.crow)
+        crow[1:] = per_row.cumsum(0)
+        value = torch.log1p(1e4 * kept[keep].double() / new_depth[rows[keep]])
+        log_depth = torch.log10(new_depth).to(self.depth_s.dtype)
+        return replace(
+            self, crow=crow, pos=self.pos[keep], value=value.to(self.value.dtype),
+            depth_t=log_depth, depth_s=log_depth, target=None,
+        )  # fmt: skip

@@ -95,6 +95,16 @@ class XTrimoGeneModule(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.decoder_dim)
         self.head_norm = nn.LayerNorm(c.decoder_dim)
         self.head = nn.Linear(c.decoder_dim, 1)
+        # ---- optional cell-level loss (config.contrastive_weight); absent from the state dict when off
+        self.contrastive_head = (
+            nn.Sequential(
+                nn.Linear(c.encoder_dim, c.encoder_dim),
+                nn.GELU(),
+                nn.Linear(c.encoder_dim, c.encoder_dim),
+            )
+            if c.contrastive_weight > 0
+            else None
+        )
         self.apply(_init_weights)
         # ---- gene panel (config.input_positions): not a weight, rebuilt from the config
         panel = None
@@ -177,8 +187,7 @@ class XTrimoGeneModule(nn.Module):
         if pooling in ("concat", "max"):
             pieces.append(_masked_max(out.hidden, gene_tokens))
         if pooling in ("concat", "mean"):
-            weights = gene_tokens[..., None].to(out.hidden.dtype)
-            pieces.append((out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0))
+            pieces.append(_masked_mean(out))
         if not pieces:
             msg = (
                 f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean', 'depth_tokens' or "
@@ -291,8 +300,35 @@ class XTrimoGeneModule(nn.Module):
         loss = nn.functional.mse_loss(prediction.float(), target, reduction="sum") / max(
             1, target.numel()
         )
+        if self.contrastive_head is not None:
+            other = self.encode(*self._second_view(cells, generator))
+            loss = loss + c.contrastive_weight * self._contrastive_loss(enc, other)
         return PretrainOutput(
             loss, int(target.numel()), prediction.detach(), target, masked_rows, masked_pos
+        )
+
+    def _second_view(
+        self, cells: SparseCells, generator: torch.Generator | None
+    ) -> tuple[SparseCells, torch.Tensor | None]:
+        """Encoder input of the cell-level loss's second view (``config.contrastive_view``)."""
+        device = cells.pos.device
+        if self.config.contrastive_view == "thin":  # the cells at 10-100% of their depth
+            rate = 0.1 + 0.9 * torch.rand(cells.n_cells, device=device, generator=generator)
+            return cells.downsampled(rate, generator), None
+        draw = torch.rand(cells.pos.shape, device=device, generator=generator)
+        return cells, draw >= self.config.mask_ratio_nonzero  # an independent gene sample
+
+    def _contrastive_loss(self, view_a: EncoderOutput, view_b: EncoderOutput) -> torch.Tensor:
+        """Symmetric InfoNCE between the pooled embeddings of two views of the same cells."""
+        za, zb = (
+            nn.functional.normalize(self.contrastive_head(_masked_mean(v)).float(), dim=-1)
+            for v in (view_a, view_b)
+        )
+        logits = za @ zb.T / self.config.contrastive_temperature
+        labels = torch.arange(za.shape[0], device=za.device)
+        return 0.5 * (
+            nn.functional.cross_entropy(logits, labels)
+            + nn.functional.cross_entropy(logits.T, labels)
         )
 
     def _decode_masked_only(
@@ -333,6 +369,12 @@ def _masked_max(hidden: torch.Tensor, include: torch.Tensor) -> torch.Tensor:
     """Maximum of ``hidden`` ``(B, K, D)`` over the tokens where ``include`` ``(B, K)`` is True."""
     neg_inf = torch.finfo(hidden.dtype).min
     return hidden.masked_fill(~include[..., None], neg_inf).amax(dim=1)
+
+
+def _masked_mean(out: EncoderOutput) -> torch.Tensor:
+    """Mean hidden state over each row's gene tokens (zeros for a row without one) ``(B, De)``."""
+    weights = (out.valid & (out.positions < TOKENS.N_GENES))[..., None].to(out.hidden.dtype)
+    return (out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
 def _token_at(out: EncoderOutput, position: int) -> torch.Tensor:
