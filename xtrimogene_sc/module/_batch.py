@@ -71,11 +71,21 @@ class SparseCells:
         is restricted the same way.
         """
         keep = allowed[self.pos]
+        target = None if self.target is None else self.target.select_genes(allowed)
+        return self._entries(keep, value=self.value[keep], target=target)
+
+    def _entries(
+        self, keep: torch.Tensor, **changes: torch.Tensor | SparseCells | None
+    ) -> SparseCells:
+        """The same cells with only the stored entries where ``keep`` ``(nnz,)`` is True.
+
+        Row pointers and positions follow ``keep``; ``changes`` replace other fields (at least
+        ``value``, already restricted to the kept entries).
+        """
         per_row = torch.bincount(self.row_ids()[keep], minlength=self.n_cells)
         crow = torch.zeros_like(self.crow)
         crow[1:] = per_row.cumsum(0)
-        target = None if self.target is None else self.target.select_genes(allowed)
-        return replace(self, crow=crow, pos=self.pos[keep], value=self.value[keep], target=target)
+        return replace(self, crow=crow, pos=self.pos[keep], **changes)
 
     def downsampled(
         self, rate: torch.Tensor, generator: torch.Generator | None = None
@@ -93,12 +103,9 @@ class SparseCells:
         kept = torch.binomial(counts, rate.float()[rows], generator=generator)
         new_depth = (depth * rate.double()).clamp_min(1.0)
         keep = kept > 0
-        per_row = torch.bincount(rows[keep], minlength=self.n_cells)
-        crow = torch.zeros_like(self.crow)
-        crow[1:] = per_row.cumsum(0)
         value = torch.log1p(1e4 * kept[keep].double() / new_depth[rows[keep]])
         log_depth = torch.log10(new_depth).to(self.depth_s.dtype)
-        return replace(
-            self, crow=crow, pos=self.pos[keep], value=value.to(self.value.dtype),
-            depth_t=log_depth, depth_s=log_depth, target=None,
+        return self._entries(
+            keep, value=value.to(self.value.dtype), depth_t=log_depth, depth_s=log_depth,
+            target=None,
         )  # fmt: skip
