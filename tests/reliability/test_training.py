@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 
@@ -27,7 +26,9 @@ class SendSigint(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step and self.times:
             for _ in range(self.times):
-                os.kill(os.getpid(), signal.SIGINT)
+                # raise_signal delivers to this (main) thread, so its handler runs before the
+                # next one; os.kill may land on a worker thread and two pending SIGINTs then merge
+                signal.raise_signal(signal.SIGINT)
             self.times = 0
 
 
