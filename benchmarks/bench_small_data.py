@@ -145,6 +145,8 @@ def sweep_variants() -> dict[str, Any]:
         "contrastive 1": replace(base, contrastive_weight=1.0),
         "contrastive 3": replace(base, contrastive_weight=3.0),
         "contrastive thin 1": replace(base, contrastive_weight=1.0, contrastive_view="thin"),
+        "cell reconstruction 0": replace(base, cell_reconstruction_weight=0.0),
+        "cell reconstruction 3": replace(base, cell_reconstruction_weight=3.0),
     }
 
 

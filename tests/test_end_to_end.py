@@ -58,9 +58,11 @@ def test_pbmc_pretraining_lowers_masked_mse_and_recovers_cell_types(slow_full):
     prediction, target, positions = masked_predictions(model)
     assert np.isclose(np.mean((prediction - target) ** 2), mse_end, rtol=1e-4)
     baseline = per_gene_mean_mse(target, positions)
-    # measured (6 epochs): 19.9 -> 1.097, against 1.126 for each gene's mean masked value (an
-    # in-sample mean: a strict baseline). Six epochs only just beat it; the recipe trains ~10x more.
-    assert mse_end < 0.2 * mse_start
+    # measured (6 epochs): 1.92 -> 1.03 (19.9 -> 1.10 without the recipe's whole-profile
+    # read-out, whose extra layers shift the random initialisation), against ~1.1 for each gene's
+    # mean masked value (an in-sample mean: a strict baseline). Six epochs only just beat it; the
+    # recipe trains ~10x more.
+    assert mse_end < 0.7 * mse_start
     assert mse_end < baseline
 
     with warnings.catch_warnings():

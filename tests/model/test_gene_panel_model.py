@@ -103,12 +103,20 @@ def test_a_classifier_on_a_panel_backbone_refuses_cells_it_cannot_see(registered
         classifier.train(data, labels_key="labels", max_epochs=1)
 
 
-@pytest.mark.parametrize("view", ["sample", "thin"])
-def test_a_recipe_with_the_cell_level_loss_trains_saves_and_reloads(registered, tmp_path, view):
-    recipe = TrainingRecipe(n_top_genes=None, contrastive_weight=1.0, contrastive_view=view)
+@pytest.mark.parametrize(
+    ("view", "contrastive"), [("sample", 1.0), ("thin", 1.0), ("sample", 0.0)]
+)
+def test_a_recipe_with_the_cell_level_losses_trains_saves_and_reloads(
+    registered, tmp_path, view, contrastive
+):
+    recipe = TrainingRecipe(
+        n_top_genes=None, contrastive_weight=contrastive, contrastive_view=view
+    )
+    assert recipe.cell_reconstruction_weight > 0  # the recipe's default
     model = recipe.pretrain(registered, max_epochs=2, enable_progress_bar=False,
                             enable_checkpointing=False)  # fmt: skip
-    assert model.module.contrastive_head is not None
+    assert model.module.cell_query is not None
+    assert (model.module.contrastive_head is not None) == (contrastive > 0)
     assert np.isfinite(model.history["train_loss"].to_numpy(dtype=float)).all()
     before = model.get_latent_representation(pooling="mean", progress=False)
     model.save(tmp_path / "m")

@@ -81,6 +81,18 @@ class XTrimoGeneConfig:
         which teaches the embedding to ignore depth. It costs one more encoder pass a step
         (about +50% time for the tiny preset on a CPU). Off by default: it helped on 700
         PBMCs and hurt on 2,140 sorted PBMCs (``benchmarks/SMALL_DATA_RESULTS.md``).
+    cell_reconstruction_weight
+        An optional cell-level loss added to the masked regression (0: off, the reference
+        objective): from the mean-pooled encoder output of the masked cell alone, predict the
+        value of every gene the model can score (its panel, the data set's measured genes), zero
+        or not, as the scaled dot product of the batch-normalised cell vector with a query
+        computed from each gene's embedding (plus a per-gene offset). The pooled embedding, the
+        one :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation` returns with
+        ``pooling="mean"``, thereby has to summarise the whole profile, as principal components
+        do (scGPT's "GEPC" objective is of this kind). The batch normalisation matters: the
+        masked regression alone lets the pooled vector shrink towards one point for every cell,
+        and a read-out of raw means then learns little. It costs one ``B x G`` matrix product a
+        step; the read-out is absent from the state dict when off.
     """
 
     encoder_dim: int = 768
@@ -108,6 +120,7 @@ class XTrimoGeneConfig:
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.1
     contrastive_view: ContrastiveView = "sample"
+    cell_reconstruction_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.input_positions is not None:
@@ -137,6 +150,12 @@ class XTrimoGeneConfig:
         if not self.contrastive_weight >= 0.0:
             msg = (
                 f"contrastive_weight must be >= 0 (0 turns it off), got {self.contrastive_weight}"
+            )
+            raise ValueError(msg)
+        if not self.cell_reconstruction_weight >= 0.0:
+            msg = (
+                "cell_reconstruction_weight must be >= 0 (0 turns it off), got "
+                f"{self.cell_reconstruction_weight}"
             )
             raise ValueError(msg)
         if not self.contrastive_temperature > 0.0:

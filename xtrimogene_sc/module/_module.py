@@ -42,12 +42,13 @@ class EncoderOutput:
 class PretrainOutput:
     """Masked-regression result of one training forward pass."""
 
-    loss: torch.Tensor
+    loss: torch.Tensor  # the training objective: ``masked_mse`` plus any cell-level terms
     n_masked: int
     prediction: torch.Tensor  # (n_masked,)
     target: torch.Tensor  # (n_masked,)
     rows: torch.Tensor  # (n_masked,) cell of each masked entry
     positions: torch.Tensor  # (n_masked,) vocabulary position of each masked entry
+    masked_mse: torch.Tensor | None = None  # the masked regression alone (``loss`` when None)
 
 
 class XTrimoGeneModule(nn.Module):
@@ -103,6 +104,21 @@ class XTrimoGeneModule(nn.Module):
                 nn.Linear(c.encoder_dim, c.encoder_dim),
             )
             if c.contrastive_weight > 0
+            else None
+        )
+        # ---- optional whole-profile read-out (config.cell_reconstruction_weight); same rule
+        self.cell_query = (
+            nn.Sequential(
+                nn.Linear(c.encoder_dim, c.encoder_dim),
+                nn.GELU(),
+                nn.Linear(c.encoder_dim, c.encoder_dim + 1),  # query and a per-gene offset
+            )
+            if c.cell_reconstruction_weight > 0
+            else None
+        )
+        self.cell_norm = (
+            nn.BatchNorm1d(c.encoder_dim, affine=False)
+            if c.cell_reconstruction_weight > 0
             else None
         )
         self.apply(_init_weights)
@@ -297,15 +313,21 @@ class XTrimoGeneModule(nn.Module):
         else:
             prediction = self._decode_masked_only(enc, masked_rows, masked_pos)
         target = _lookup(cells.target or cells, masked_rows, masked_pos)
-        loss = nn.functional.mse_loss(prediction.float(), target, reduction="sum") / max(
+        masked_mse = nn.functional.mse_loss(prediction.float(), target, reduction="sum") / max(
             1, target.numel()
         )
+        loss = masked_mse
+        if self.cell_query is not None:
+            loss = loss + c.cell_reconstruction_weight * self._cell_reconstruction_loss(
+                enc, cells.target or cells, candidates
+            )
         if self.contrastive_head is not None:
             other = self.encode(*self._second_view(cells, generator))
             loss = loss + c.contrastive_weight * self._contrastive_loss(enc, other)
         return PretrainOutput(
-            loss, int(target.numel()), prediction.detach(), target, masked_rows, masked_pos
-        )
+            loss, int(target.numel()), prediction.detach(), target, masked_rows, masked_pos,
+            masked_mse=masked_mse.detach(),
+        )  # fmt: skip
 
     def _second_view(
         self, cells: SparseCells, generator: torch.Generator | None
@@ -317,6 +339,30 @@ class XTrimoGeneModule(nn.Module):
             return cells.downsampled(rate, generator), None
         draw = torch.rand(cells.pos.shape, device=device, generator=generator)
         return cells, draw >= self.config.mask_ratio_nonzero  # an independent gene sample
+
+    def _cell_reconstruction_loss(
+        self, enc: EncoderOutput, target: SparseCells, candidates: torch.Tensor | None
+    ) -> torch.Tensor:
+        """MSE of every scorable gene's value predicted from the pooled cell embedding alone."""
+        device = enc.hidden.device
+        scored = (
+            torch.arange(TOKENS.N_GENES, device=device)
+            if candidates is None
+            else candidates.nonzero().squeeze(1)
+        )
+        dense = torch.zeros(target.n_cells, TOKENS.N_POSITIONS, device=device)
+        dense[target.row_ids(), target.pos] = target.value.float()
+        # a sparse gradient: the rows of the scored genes only, added to the encoder's dense one
+        genes = nn.functional.embedding(scored, self.gene_embedding.weight, sparse=True)
+        query = self.cell_query(genes).float()  # (G, De + 1)
+        cell = _masked_mean(enc).float()  # (B, De)
+        norm = self.cell_norm
+        cell = nn.functional.batch_norm(  # a batch of one cell has no spread: running statistics
+            cell, norm.running_mean, norm.running_var, eps=norm.eps, momentum=norm.momentum,
+            training=self.training and cell.shape[0] > 1,
+        )  # fmt: skip
+        prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
+        return nn.functional.mse_loss(prediction, dense[:, scored])
 
     def _contrastive_loss(self, view_a: EncoderOutput, view_b: EncoderOutput) -> torch.Tensor:
         """Symmetric InfoNCE between the pooled embeddings of two views of the same cells."""

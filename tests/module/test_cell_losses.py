@@ -1,0 +1,212 @@
+"""The optional cell-level losses (``contrastive_weight``, ``cell_reconstruction_weight``): off by
+default and absent from the state dict, additive when on, training the encoder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from xtrimogene_sc.data._tokenize import tokenize_counts
+from xtrimogene_sc.module import XTrimoGeneConfig, XTrimoGeneModule
+
+
+def _cells(n_cells=8, n_genes=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = sp.random(n_cells, n_genes, density=0.2, format="csr", random_state=seed,
+                  data_rvs=lambda n: rng.integers(1, 20, n)).astype(np.float32)  # fmt: skip
+    return tokenize_counts(x, np.arange(50, 50 + n_genes))
+
+
+CELL_LOSSES = {
+    "contrastive_weight": "contrastive_head",
+    "cell_reconstruction_weight": "cell_query",
+}
+
+
+def _module(tiny_config, weight, state=None, field="contrastive_weight"):
+    torch.manual_seed(0)
+    m = XTrimoGeneModule(replace(tiny_config, **{field: weight})).eval()
+    if state is not None:
+        m.load_state_dict(state, strict=False)
+    return m
+
+
+@pytest.mark.parametrize(("field", "head"), CELL_LOSSES.items())
+def test_off_by_default_and_absent_from_the_state_dict(tiny_config, field, head):
+    m = XTrimoGeneModule(tiny_config)
+    assert getattr(m, head) is None
+    assert not any(k.startswith(head) for k in m.state_dict())
+    on = _module(tiny_config, 1.0, field=field)
+    assert any(k.startswith(head) for k in on.state_dict())
+
+
+@pytest.mark.parametrize("field", CELL_LOSSES)
+def test_loss_adds_the_weighted_cell_term(tiny_config, field):
+    cells = _cells()
+    on = _module(tiny_config, 1.0, field=field)
+    state = on.state_dict()
+    off = _module(tiny_config, 0.0, state, field)
+    double = _module(tiny_config, 2.0, state, field)
+
+    def run(m):
+        return m(cells, generator=torch.Generator().manual_seed(3))
+
+    with torch.no_grad():
+        outs = [run(m) for m in (off, on, double)]
+    base, one, two = (out.loss for out in outs)
+    term = one - base
+    assert term > 0  # InfoNCE and a squared error are positive
+    torch.testing.assert_close(two - base, 2 * term)
+    for out in outs:  # the masked regression alone, what get_reconstruction_error reports
+        torch.testing.assert_close(out.masked_mse, base)
+
+
+@pytest.mark.parametrize(("field", "head"), CELL_LOSSES.items())
+def test_gradients_reach_the_head_and_the_encoder(tiny_config, field, head):
+    cells = _cells()
+    on = _module(tiny_config, 1.0, field=field)
+    off = _module(tiny_config, 0.0, on.state_dict(), field)
+    for m in (on, off):
+        m(cells, generator=torch.Generator().manual_seed(3)).loss.backward()
+    assert getattr(on, head)[0].weight.grad.abs().sum() > 0
+    grad_on = on.encoder_blocks[0].ff[0].weight.grad
+    grad_off = off.encoder_blocks[0].ff[0].weight.grad
+    assert not torch.allclose(grad_on, grad_off)  # the cell term trains the encoder too
+
+
+@pytest.mark.parametrize("field", CELL_LOSSES)
+def test_embeddings_do_not_use_the_head(tiny_config, field):
+    cells = _cells()
+    on = _module(tiny_config, 1.0, field=field)
+    off = _module(tiny_config, 0.0, on.state_dict(), field)
+    with torch.no_grad():
+        torch.testing.assert_close(on.embed_cells(cells, "mean"), off.embed_cells(cells, "mean"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("contrastive_weight", -0.1),
+        ("contrastive_temperature", 0.0),
+        ("cell_reconstruction_weight", -1.0),
+        ("cell_reconstruction_weight", float("nan")),
+    ],
+)
+def test_bad_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        XTrimoGeneConfig(**{field: value})
+
+
+def test_config_round_trip_rebuilds_the_head(tiny_config):
+    config = replace(tiny_config, contrastive_weight=0.5, contrastive_temperature=0.2)
+    again = XTrimoGeneConfig.from_dict(config.to_dict())
+    assert again == config
+    assert XTrimoGeneModule(again).contrastive_head is not None
+
+
+def test_downsampled_cells_keep_a_share_of_each_cells_counts():
+    rng = np.random.default_rng(1)
+    x = sp.random(6, 400, density=0.3, format="csr", random_state=1,
+                  data_rvs=lambda n: rng.integers(1, 50, n)).astype(np.float32)  # fmt: skip
+    cells = tokenize_counts(x, np.arange(400))
+    same = cells.downsampled(torch.ones(6))  # rate 1 gives the cells back
+    torch.testing.assert_close(same.value, cells.value)
+    torch.testing.assert_close(same.depth_s, cells.depth_s)
+    assert torch.equal(same.crow, cells.crow)
+    rate = torch.tensor([0.1, 0.2, 0.4, 0.6, 0.8, 0.9])
+    thin = cells.downsampled(rate, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(thin.depth_s, cells.depth_s + torch.log10(rate))
+    assert bool((thin.crow.diff() <= cells.crow.diff()).all())
+    assert thin.crow.diff()[0] < cells.crow.diff()[0]  # 10% of the depth loses genes
+    # counts recovered from the new values sum to about rate * depth
+    rows = thin.row_ids()
+    counts = torch.expm1(thin.value.double()) * torch.pow(10.0, thin.depth_s.double())[rows] / 1e4
+    totals = torch.zeros(6, dtype=torch.float64).index_add_(0, rows, counts)
+    expected = torch.pow(10.0, thin.depth_s.double())
+    assert bool(((totals - expected).abs() < 0.25 * expected + 5).all())
+    assert bool((counts - counts.round()).abs().max() < 1e-3)  # whole counts
+
+
+def test_cell_reconstruction_trains_on_a_batch_of_one_cell(tiny_config):
+    config = replace(tiny_config, cell_reconstruction_weight=1.0)
+    m = XTrimoGeneModule(config).train()
+    loss = m(_cells(n_cells=1), generator=torch.Generator().manual_seed(0)).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert m.cell_query[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("view", ["sample", "thin"])
+def test_both_views_train_without_depth_tokens_even_on_one_gene_cells(tiny_config, view):
+    x = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 2, 1, 0], [1, 1, 1, 1]], dtype=np.float32))
+    cells = tokenize_counts(x, np.arange(10, 14))
+    config = replace(tiny_config, use_depth_tokens=False, contrastive_weight=1.0,
+                     contrastive_view=view)  # fmt: skip
+    torch.manual_seed(0)
+    m = XTrimoGeneModule(config).train()
+    for step in range(10):
+        loss = m(cells, generator=torch.Generator().manual_seed(step)).loss
+        loss.backward()
+        assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def test_unknown_view_is_refused():
+    with pytest.raises(ValueError, match="contrastive_view"):
+        XTrimoGeneConfig(contrastive_view="crop")
+
+
+def test_cell_reconstruction_scores_every_measured_panel_gene_from_the_pooled_cell(tiny_config):
+    """The term is the mean squared error over cells x scorable genes, zeros included, of the
+    scaled dot product of the pooled, batch-normalised cell with each gene's query plus its
+    offset."""
+    cells = _cells(n_cells=4, n_genes=40)
+    observed = torch.zeros(19264, dtype=torch.bool)
+    observed[50:90] = True
+    cells = cells.with_observed(observed)
+    m = _module(tiny_config, 1.0, field="cell_reconstruction_weight")
+    enc = m.encode(cells)
+    with torch.no_grad():
+        term = m._cell_reconstruction_loss(enc, cells, observed)
+        query = m.cell_query(m.gene_embedding(torch.arange(50, 90)))
+        pooled = m.cell_norm(m.embed_cells(cells, "mean"))
+        prediction = pooled @ query[:, :-1].T / pooled.shape[1] ** 0.5 + query[:, -1]
+        dense = torch.zeros(4, 40)
+        dense[cells.row_ids(), cells.pos - 50] = cells.value
+    torch.testing.assert_close(term, ((prediction - dense) ** 2).mean())
+    assert bool((dense == 0).any())  # unexpressed measured genes are scored as zeros
+
+
+def test_cell_reconstruction_learns_to_predict_profiles():
+    """After some steps the pooled cell predicts its profile better than each gene's mean over
+    the cells does: with two kinds of cells expressing different genes, the embedding must say
+    which kind a cell is."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(0.3, (16, 60)).astype(np.float32)
+    counts[:8, :30] += rng.poisson(6.0, (8, 30))
+    counts[8:, 30:] += rng.poisson(6.0, (8, 30))
+    observed = torch.zeros(19264, dtype=torch.bool)
+    observed[50:110] = True
+    cells = tokenize_counts(sp.csr_matrix(counts), np.arange(50, 110)).with_observed(observed)
+    config = XTrimoGeneConfig.preset(
+        "tiny", decoder_mode="masked", use_depth_tokens=False, cell_reconstruction_weight=1.0
+    )
+    m = XTrimoGeneModule(config)
+    optimiser = torch.optim.Adam(m.parameters(), lr=3e-3)
+    dense = torch.zeros(16, 19266)
+    dense[cells.row_ids(), cells.pos] = cells.value
+    genes = dense[:, 50:110]
+    gene_mean_error = float(((genes - genes.mean(0)) ** 2).mean())
+    m.train()
+    for step in range(60):
+        optimiser.zero_grad()
+        m(cells, generator=torch.Generator().manual_seed(step)).loss.backward()
+        optimiser.step()
+    m.eval()
+    with torch.no_grad():
+        error = float(m._cell_reconstruction_loss(m.encode(cells), cells, observed))
+    assert error < 0.5 * gene_mean_error
