@@ -181,6 +181,7 @@ class DenseTransformerBaseline(nn.Module):
             target=target,
             rows=masked_rows,
             positions=self.gene_positions[masked_local],
+            masked_mse=loss.detach(),
         )
 
     def embed(self, cells: SparseCells) -> torch.Tensor:

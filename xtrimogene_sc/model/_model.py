@@ -485,8 +485,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             generator = torch.Generator(device=self.device).manual_seed(seed * 100_003 + i)
             cells = cells.with_observed(observed)  # the masks training draws
             out = self.module(cells.to(self.device), generator=generator)
-            mse = out.loss if out.masked_mse is None else out.masked_mse  # no cell-level terms
-            total += float(mse) * out.n_masked
+            total += float(out.masked_mse) * out.n_masked  # without the cell-level terms
             count += out.n_masked
         return total / max(1, count)
 

@@ -48,7 +48,7 @@ class PretrainOutput:
     target: torch.Tensor  # (n_masked,)
     rows: torch.Tensor  # (n_masked,) cell of each masked entry
     positions: torch.Tensor  # (n_masked,) vocabulary position of each masked entry
-    masked_mse: torch.Tensor | None = None  # the masked regression alone (``loss`` when None)
+    masked_mse: torch.Tensor  # the masked regression alone (what the reconstruction error reports)
 
 
 class XTrimoGeneModule(nn.Module):
