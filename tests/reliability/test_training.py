@@ -76,6 +76,18 @@ def test_ctrl_c_is_a_keyboard_interrupt_with_one_line(
     assert model.get_latent_representation(progress=False).shape[0] == 64
 
 
+def test_two_ctrl_c_abort_whatever_handler_was_there_before(model: xtg.XTrimoGene) -> None:
+    """The second Ctrl-C aborts even where SIGINT was ignored before training (Lightning leaves it
+    ignored after an interrupted fit of its own), and that setting is restored afterwards."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="training aborted by Ctrl-C after 3"):
+            _train(model, SendSigint(step=3, times=2))
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_no_step_leaves_the_model_untrained(model: xtg.XTrimoGene) -> None:
     _train(model, max_steps=0)
     assert not model.is_trained

@@ -144,9 +144,10 @@ class _GracefulStop:
         self._active = threading.current_thread() is threading.main_thread()
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # the second Ctrl-C, whatever handler was there before training
+            raise KeyboardInterrupt
         self.requested = True
         self.trainer.should_stop = True
-        self._restore()
         print("Ctrl-C: stopping after this step (press it again to abort now)", file=sys.stderr)
 
     def __enter__(self) -> _GracefulStop:
