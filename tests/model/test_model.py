@@ -205,3 +205,13 @@ def test_bulk_input_refuses_counts_checks_it_does_not_relax(model):
         )
     with pytest.raises(ValueError, match="input_type must be"):
         model.get_latent_representation(input_type="tpm", progress=False)
+
+
+def test_pretraining_uses_the_fused_adamw_on_cpu() -> None:
+    """One pass over each tensor instead of a dozen: a tenth of a small model's CPU step."""
+    from xtrimogene_sc.module import XTrimoGeneConfig, XTrimoGeneModule
+    from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
+
+    module = XTrimoGeneModule(XTrimoGeneConfig.preset("tiny"))
+    optimizer = XTrimoGeneTrainingPlan(module).configure_optimizers()["optimizer"]
+    assert all(group["fused"] for group in optimizer.param_groups)

@@ -195,6 +195,7 @@ def test_cell_reconstruction_learns_to_predict_profiles():
     config = XTrimoGeneConfig.preset(
         "tiny", decoder_mode="masked", use_depth_tokens=False, cell_reconstruction_weight=1.0
     )
+    torch.manual_seed(0)
     m = XTrimoGeneModule(config)
     optimiser = torch.optim.Adam(m.parameters(), lr=3e-3)
     dense = torch.zeros(16, 19266)
@@ -202,7 +203,7 @@ def test_cell_reconstruction_learns_to_predict_profiles():
     genes = dense[:, 50:110]
     gene_mean_error = float(((genes - genes.mean(0)) ** 2).mean())
     m.train()
-    for step in range(60):
+    for step in range(150):  # after 60 steps the ratio still ranged 0.3-1.0 over 8 seeds; 0.24 now
         optimiser.zero_grad()
         m(cells, generator=torch.Generator().manual_seed(step)).loss.backward()
         optimiser.step()

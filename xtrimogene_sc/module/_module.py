@@ -382,12 +382,13 @@ class XTrimoGeneModule(nn.Module):
     ) -> torch.Tensor:
         """Decode encoder tokens plus masked positions only; returns predictions at masked entries."""
         rows, slots = enc.valid.nonzero(as_tuple=True)
-        enc_pos = enc.positions[rows, slots]
-        enc_feat = self._project(enc.hidden[rows, slots], enc_pos)
+        enc_hidden = enc.hidden[rows, slots]
         mask_vec = self.value_embedding.mask_embedding.expand(masked_pos.numel(), -1)
-        mask_feat = self._project(mask_vec, masked_pos).to(enc_feat.dtype)
         all_rows = torch.cat([rows, masked_rows])
-        all_pos = torch.cat([enc_pos, masked_pos])
+        all_pos = torch.cat([enc.positions[rows, slots], masked_pos])
+        # one projection of both kinds of token: one gene-embedding lookup (and gradient) a step
+        dtype = torch.promote_types(enc_hidden.dtype, mask_vec.dtype)  # as adding them would
+        feat = self._project(torch.cat([enc_hidden.to(dtype), mask_vec.to(dtype)]), all_pos)
         is_masked = torch.cat(
             [
                 torch.zeros_like(rows, dtype=torch.bool),
@@ -395,10 +396,7 @@ class XTrimoGeneModule(nn.Module):
             ]
         )
         order = sort_entries(all_rows, all_pos, TOKENS.N_POSITIONS)
-        payload = torch.cat(
-            [torch.cat([enc_feat, mask_feat])[order], is_masked[order, None].to(enc_feat.dtype)],
-            dim=1,
-        )
+        payload = torch.cat([feat[order], is_masked[order, None].to(feat.dtype)], dim=1)
         _, packed, valid = pack_rows(
             all_rows[order],
             all_pos[order],

@@ -37,6 +37,21 @@ class ExactKernel(nn.Module):
         )
 
 
+class Dropout(nn.Dropout):
+    """:class:`torch.nn.Dropout` that draws its CPU mask as ``rand >= p`` (same distribution).
+
+    On CPU, ``bernoulli_`` (what :func:`torch.nn.functional.dropout` uses) is about twice as slow
+    as ``rand_like`` plus a comparison, and the encoder's dropouts took a sixth of a small
+    model's training step. Other devices keep the fused kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.device.type != "cpu" or not 0 < self.p < 1 or self.inplace:
+            return super().forward(x)
+        keep = torch.rand_like(x).ge_(self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return x * keep
+
+
 class MultiHeadAttention(nn.Module):
     """Q/K/V/output projections around an interchangeable attention kernel."""
 
@@ -63,7 +78,7 @@ def feed_forward(dim: int, mult: int, activation: Literal["relu", "gelu"], dropo
     """Position-wise two-layer MLP."""
     act = nn.ReLU() if activation == "relu" else nn.GELU()
     # Identity keeps the layer indices (and so the saved weight names) of the dropout version
-    drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    drop = Dropout(dropout) if dropout > 0 else nn.Identity()
     return nn.Sequential(nn.Linear(dim, dim * mult), act, drop, nn.Linear(dim * mult, dim))
 
 
@@ -89,7 +104,7 @@ class EncoderBlock(nn.Module):
         self.ff = feed_forward(dim, ff_mult, "relu", dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: (B, K, D); ``valid``: (B, K) True for real tokens."""

@@ -93,7 +93,12 @@ class XTrimoGeneTrainingPlan(pl.LightningModule):
             {"params": decay, "weight_decay": self.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, betas=(0.9, 0.98), eps=1e-8)
+        # the fused kernel: one pass over each tensor instead of a dozen (a tenth of a small
+        # model's CPU step, most of it on the 19,266-row gene embedding); same arithmetic
+        fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+        optimizer = torch.optim.AdamW(
+            groups, lr=self.lr, betas=(0.9, 0.98), eps=1e-8, fused=fused or None
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda step: warmup_cosine(

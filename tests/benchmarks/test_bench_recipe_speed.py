@@ -1,0 +1,37 @@
+"""The recipe speed benchmark trains both settings on a few bundled cells and compares them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "bench_recipe_speed.py"
+
+
+def test_recipe_speed_benchmark_times_both_settings(load_script, capsys):
+    bench = load_script("bench_recipe_speed", SCRIPT)
+    medians = bench.main(["--cells", "48", "--epochs", "1", "--repeats", "1", "--threads", "1"])
+    assert set(medians) == {"torch defaults", "package"}
+    assert all(value > 0 for value in medians.values())
+    out = capsys.readouterr().out
+    assert "| torch defaults |" in out
+    assert "vs torch defaults" in out
+
+
+def test_the_baseline_setting_swaps_the_dropouts_and_puts_them_back(load_script):
+    import xtrimogene_sc as xtg
+    from xtrimogene_sc.nn._blocks import Dropout
+
+    bench = load_script("bench_recipe_speed", SCRIPT)
+    adata = xtg.datasets.pbmc68k_counts()[:32].copy()
+    xtg.XTrimoGene.setup_anndata(adata)
+    model = xtg.XTrimoGene(adata, preset="tiny")
+
+    def kinds():
+        return {type(m) for m in model.module.modules() if isinstance(m, nn.Dropout)}
+
+    with bench.torch_defaults(model):
+        assert kinds() == {nn.Dropout}
+    assert kinds() == {Dropout}
