@@ -66,7 +66,7 @@ def seconds_per_step(adata, recipe, epochs: int, baseline: bool, seed: int) -> f
         **recipe.config_overrides(),
     )  # fmt: skip
     kwargs = {**recipe.train_kwargs(adata.n_obs), "max_epochs": epochs}
-    steps = epochs * -(-round(kwargs["train_size"] * adata.n_obs) // recipe.batch_size)
+    steps = epochs * recipe.steps_per_epoch(adata.n_obs, kwargs["train_size"])
     context = torch_defaults(model) if baseline else contextlib.nullcontext()
     with context:
         start = time.perf_counter()
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                         name == "torch defaults", repeat)  # fmt: skip
                 times[name].append(step)
     medians = {name: statistics.median(values) for name, values in times.items()}
-    n_steps = SMALL_DATA_RECIPE.epochs_for(adata.n_obs) * -(
-        -round(0.9 * adata.n_obs) // SMALL_DATA_RECIPE.batch_size
+    n_steps = SMALL_DATA_RECIPE.epochs_for(adata.n_obs) * SMALL_DATA_RECIPE.steps_per_epoch(
+        adata.n_obs
     )
     print(f"# {adata.n_obs} pbmc68k cells, recipe model, {args.threads} thread(s), "
           f"{args.epochs} epochs x {args.repeats} repeats, torch {torch.__version__}")  # fmt: skip

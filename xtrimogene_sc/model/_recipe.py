@@ -128,8 +128,13 @@ class TrainingRecipe:
         """Epochs that give about ``steps`` optimiser steps on ``n_obs`` cells (``min_epochs`` at least)."""
         if self.epochs is not None:
             return self.epochs
-        batches = max(1, math.ceil(round(train_size * n_obs) / self.batch_size))
-        return max(1, round(self.steps / batches), self.min_epochs or 0)
+        return max(
+            1, round(self.steps / self.steps_per_epoch(n_obs, train_size)), self.min_epochs or 0
+        )
+
+    def steps_per_epoch(self, n_obs: int, train_size: float = 0.9) -> int:
+        """Optimiser steps in one pass over the training share of ``n_obs`` cells."""
+        return max(1, math.ceil(round(train_size * n_obs) / self.batch_size))
 
 
 SMALL_DATA_RECIPE = TrainingRecipe()
