@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     torch.set_num_threads(args.threads)
     if args.from_csv:  # rows of earlier runs (e.g. one process per data set), nothing is run
-        frame = pd.concat([pd.read_csv(path) for path in args.from_csv], ignore_index=True)
+        frame = pd.concat(
+            [pd.read_csv(path, float_precision="round_trip") for path in args.from_csv],
+            ignore_index=True,
+        )
     else:
         frame = run(args)
     if args.csv:
