@@ -211,3 +211,57 @@ def test_cell_reconstruction_learns_to_predict_profiles():
     with torch.no_grad():
         error = float(m._cell_reconstruction_loss(m.encode(cells), cells, observed))
     assert error < 0.5 * gene_mean_error
+
+
+def _scaled_module(tiny_config, scaled=True):
+    config = replace(tiny_config, cell_reconstruction_weight=1.0,
+                     cell_reconstruction_scaled=scaled)  # fmt: skip
+    torch.manual_seed(0)
+    return XTrimoGeneModule(config)
+
+
+def test_scaled_read_out_keeps_its_gene_statistics_in_the_state_dict(tiny_config):
+    keys = {"cell_target_mean", "cell_target_var", "cell_target_batches"}
+    assert not keys & set(_scaled_module(tiny_config, scaled=False).state_dict())
+    state = _scaled_module(tiny_config).state_dict()
+    assert keys <= set(state)
+    assert XTrimoGeneConfig().cell_reconstruction_scaled is False  # the reference objective
+
+
+def test_scaled_read_out_standardises_each_gene_by_running_statistics(tiny_config):
+    """The first training batch sets each scored gene's mean and variance; later batches
+    average in (equally for the first 100 batches, then by 1% each); evaluation leaves them
+    alone; the targets are z-scores, clipped."""
+    m = _scaled_module(tiny_config).train()
+    scored = torch.tensor([3, 7, 11])
+    first = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [1.0, 1.0, 4.0]])
+    z = m._scaled_cell_target(first, scored)
+    torch.testing.assert_close(m.cell_target_mean[scored], first.mean(0))
+    torch.testing.assert_close(m.cell_target_var[scored], first.var(0))
+    assert m.cell_target_mean[0] == 0  # unscored genes untouched
+    assert m.cell_target_var[0] == 1
+    std = first.var(0).clamp_min(0.01).sqrt()  # the constant gene: floored, not divided by 0
+    torch.testing.assert_close(z, (first - first.mean(0)) / std)
+    second = first + 1.0
+    m._scaled_cell_target(second, scored)
+    torch.testing.assert_close(m.cell_target_mean[scored], first.mean(0) + 0.5)
+    assert int(m.cell_target_batches) == 2
+    m.eval()
+    before = m.cell_target_mean.clone()
+    far = torch.tensor([[0.0, 100.0, 2.0], [2.0, -100.0, 0.0]])
+    z = m._scaled_cell_target(far, scored)
+    assert torch.equal(m.cell_target_mean, before)
+    assert z[0, 1] == 10  # clipped as scanpy's scale(max_value=10)
+    assert z[1, 1] == -10
+
+
+def test_scaled_read_out_trains_and_loads_back(tiny_config):
+    cells = _cells()
+    m = _scaled_module(tiny_config).train()
+    loss = m(cells, generator=torch.Generator().manual_seed(0)).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert int(m.cell_target_batches) == 1
+    again = _scaled_module(tiny_config)
+    again.load_state_dict(m.state_dict())
+    torch.testing.assert_close(again.cell_target_var, m.cell_target_var)

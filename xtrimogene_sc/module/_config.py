@@ -93,6 +93,13 @@ class XTrimoGeneConfig:
         masked regression alone lets the pooled vector shrink towards one point for every cell,
         and a read-out of raw means then learns little. It costs one ``B x G`` matrix product a
         step; the read-out is absent from the state dict when off.
+    cell_reconstruction_scaled
+        Score that read-out on standardised values, as scanpy's ``pp.scale`` does before PCA:
+        each gene's value minus its mean, over its standard deviation (floored at 0.1), clipped
+        at +-10. Unscaled, the few highly expressed genes dominate the squared error; scaled,
+        every panel gene counts alike. The means and variances are running estimates over the
+        training batches (the plain average of the first 100 batches, then an exponential one
+        with weight 0.01), kept in the state dict beside the read-out.
     """
 
     encoder_dim: int = 768
@@ -121,6 +128,7 @@ class XTrimoGeneConfig:
     contrastive_temperature: float = 0.1
     contrastive_view: ContrastiveView = "sample"
     cell_reconstruction_weight: float = 0.0
+    cell_reconstruction_scaled: bool = False
 
     def __post_init__(self) -> None:
         if self.input_positions is not None:

@@ -121,6 +121,11 @@ class XTrimoGeneModule(nn.Module):
             if c.cell_reconstruction_weight > 0
             else None
         )
+        if c.cell_reconstruction_weight > 0 and c.cell_reconstruction_scaled:
+            # running per-gene statistics of the read-out's target (config docstring)
+            self.register_buffer("cell_target_mean", torch.zeros(TOKENS.N_GENES))
+            self.register_buffer("cell_target_var", torch.ones(TOKENS.N_GENES))
+            self.register_buffer("cell_target_batches", torch.zeros((), dtype=torch.long))
         self.apply(_init_weights)
         # ---- gene panel (config.input_positions): not a weight, rebuilt from the config
         panel = None
@@ -362,7 +367,25 @@ class XTrimoGeneModule(nn.Module):
             training=self.training and cell.shape[0] > 1,
         )  # fmt: skip
         prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
-        return nn.functional.mse_loss(prediction, dense[:, scored])
+        wanted = dense[:, scored]
+        if self.config.cell_reconstruction_scaled:
+            wanted = self._scaled_cell_target(wanted, scored)
+        return nn.functional.mse_loss(prediction, wanted)
+
+    @torch.no_grad()
+    def _scaled_cell_target(self, values: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """``(B, G)`` values of the ``scored`` genes as z-scores under running statistics.
+
+        A training batch of two or more cells updates the statistics first.
+        """
+        mean, var = self.cell_target_mean, self.cell_target_var
+        if self.training and values.shape[0] > 1:
+            self.cell_target_batches += 1
+            weight = max(0.01, 1.0 / int(self.cell_target_batches))
+            mean[scored] = torch.lerp(mean[scored], values.mean(0), weight)
+            var[scored] = torch.lerp(var[scored], values.var(0), weight)
+        std = var[scored].clamp_min(0.01).sqrt()
+        return ((values - mean[scored]) / std).clamp(-10.0, 10.0)
 
     def _contrastive_loss(self, view_a: EncoderOutput, view_b: EncoderOutput) -> torch.Tensor:
         """Symmetric InfoNCE between the pooled embeddings of two views of the same cells."""
