@@ -147,6 +147,10 @@ def sweep_variants() -> dict[str, Any]:
         "contrastive thin 1": replace(base, contrastive_weight=1.0, contrastive_view="thin"),
         "cell reconstruction 0": replace(base, cell_reconstruction_weight=0.0),
         "cell reconstruction 3": replace(base, cell_reconstruction_weight=3.0),
+        "cell reconstruction 30": replace(base, cell_reconstruction_weight=30.0),
+        "cell reconstruction unscaled 3": replace(
+            base, cell_reconstruction_weight=3.0, cell_reconstruction_scaled=False
+        ),
     }
 
 

@@ -21,7 +21,7 @@ class TrainingRecipe:
     preset
         Size preset (see :meth:`~xtrimogene_sc.XTrimoGeneConfig.preset`).
     decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout, contrastive_weight,
-    contrastive_view, cell_reconstruction_weight
+    contrastive_view, cell_reconstruction_weight, cell_reconstruction_scaled
         :class:`~xtrimogene_sc.XTrimoGeneConfig` fields.
     steps
         Optimiser steps to train for; the number of epochs follows from the data size (at
@@ -51,7 +51,8 @@ class TrainingRecipe:
     encoder_dropout: float = 0.1
     contrastive_weight: float = 0.0
     contrastive_view: str = "sample"
-    cell_reconstruction_weight: float = 3.0
+    cell_reconstruction_weight: float = 10.0
+    cell_reconstruction_scaled: bool = True
     steps: int = 2400
     min_epochs: int | None = 80
     epochs: int | None = None
@@ -70,6 +71,7 @@ class TrainingRecipe:
             "contrastive_weight": self.contrastive_weight,
             "contrastive_view": self.contrastive_view,
             "cell_reconstruction_weight": self.cell_reconstruction_weight,
+            "cell_reconstruction_scaled": self.cell_reconstruction_scaled,
         }
 
     def train_kwargs(self, n_obs: int, train_size: float = 0.9) -> dict[str, Any]:
