@@ -381,7 +381,7 @@ class XTrimoGeneModule(nn.Module):
         mean, var = self.cell_target_mean, self.cell_target_var
         if self.training and values.shape[0] > 1:
             self.cell_target_batches += 1
-            weight = max(0.01, 1.0 / int(self.cell_target_batches))
+            weight = self.cell_target_batches.reciprocal().clamp_min(0.01)  # no host sync
             mean[scored] = torch.lerp(mean[scored], values.mean(0), weight)
             var[scored] = torch.lerp(var[scored], values.var(0), weight)
         std = var[scored].clamp_min(0.01).sqrt()
