@@ -378,14 +378,14 @@ class XTrimoGeneModule(nn.Module):
 
         A training batch of two or more cells updates the statistics first.
         """
-        mean, var = self.cell_target_mean, self.cell_target_var
+        mean, var = self.cell_target_mean[scored], self.cell_target_var[scored]
         if self.training and values.shape[0] > 1:
             self.cell_target_batches += 1
             weight = self.cell_target_batches.reciprocal().clamp_min(0.01)  # no host sync
-            mean[scored] = torch.lerp(mean[scored], values.mean(0), weight)
-            var[scored] = torch.lerp(var[scored], values.var(0), weight)
-        std = var[scored].clamp_min(0.01).sqrt()
-        return ((values - mean[scored]) / std).clamp(-10.0, 10.0)
+            mean = torch.lerp(mean, values.mean(0), weight)
+            var = torch.lerp(var, values.var(0), weight)
+            self.cell_target_mean[scored], self.cell_target_var[scored] = mean, var
+        return ((values - mean) / var.clamp_min(0.01).sqrt()).clamp(-10.0, 10.0)
 
     def _contrastive_loss(self, view_a: EncoderOutput, view_b: EncoderOutput) -> torch.Tensor:
         """Symmetric InfoNCE between the pooled embeddings of two views of the same cells."""
