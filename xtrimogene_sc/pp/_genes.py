@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from xtrimogene_sc._threads import torch_threads_kept
 from xtrimogene_sc.data._checks import layer_matrix
 from xtrimogene_sc.data._vocab import GeneVocab
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
+@torch_threads_kept()
 def highly_variable_genes(
     adata: AnnData,
     n_top_genes: int = 2000,

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xtrimogene_sc._threads import torch_threads_kept
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -96,6 +98,7 @@ def depth_r2(
     return float(1.0 - np.sum((target - predicted) ** 2) / np.sum((target - target.mean()) ** 2))
 
 
+@torch_threads_kept()
 def leiden_ari(
     embedding: np.ndarray, labels: np.ndarray, *, n_neighbors: int, seed: int
 ) -> tuple[float, int]:
@@ -120,6 +123,7 @@ def leiden_ari(
     return best[1], best[2]
 
 
+@torch_threads_kept()
 def pca_reference(adata: AnnData, *, n_comps: int = 50, seed: int = 0) -> np.ndarray:
     """Scanpy's standard PCA of raw counts, the baseline every embedding is scored beside.
 
