@@ -35,3 +35,17 @@ def test_pretrain_builds_the_recipe_model_and_trains_the_epochs_asked(tiny_adata
     assert model.config.mask_ratio_nonzero == 0.4
     assert model.config.decoder_mode == recipe.decoder_mode
     assert len(model.history["validation_loss"]) == max_epochs
+
+
+def test_the_recipe_replaces_the_presets_encoder_depth_only_when_asked(tiny_adata):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xtg.XTrimoGene.setup_anndata(tiny_adata)
+    preset_depth = xtg.XTrimoGeneConfig.preset("tiny").encoder_depth
+    for recipe, depth in [
+        (TrainingRecipe(encoder_depth=1), 1),
+        (TrainingRecipe(encoder_depth=None), preset_depth),
+    ]:
+        model = xtg.XTrimoGene(tiny_adata, preset=recipe.preset, **recipe.config_overrides())
+        assert model.config.encoder_depth == depth
+        assert len(model.module.encoder_blocks) == depth

@@ -20,9 +20,14 @@ class TrainingRecipe:
     ----------
     preset
         Size preset (see :meth:`~xtrimogene_sc.XTrimoGeneConfig.preset`).
+    encoder_depth
+        Encoder layers, replacing the preset's (``None``: the preset's; ``tiny`` has 2). The
+        small-data recipe uses one: on 700 and 2,140 cells it scores like two, and without
+        encoder dropout a step is 1.4x faster (``benchmarks/SMALL_DATA_RESULTS.md``).
     decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout, contrastive_weight,
     contrastive_view, cell_reconstruction_weight, cell_reconstruction_scaled
-        :class:`~xtrimogene_sc.XTrimoGeneConfig` fields.
+        :class:`~xtrimogene_sc.XTrimoGeneConfig` fields. The recipe trains without encoder
+        dropout: it scored no worse than 0.1 and a CPU step is a tenth faster without the masks.
     steps
         Optimiser steps to train for; the number of epochs follows from the data size (at
         least one). Small data sets need many passes, large ones few.
@@ -45,10 +50,11 @@ class TrainingRecipe:
     """
 
     preset: str = "tiny"
+    encoder_depth: int | None = 1
     decoder_mode: str = "masked"
     mask_ratio_nonzero: float = 0.5
     zero_mask_scope: str = "observed"
-    encoder_dropout: float = 0.1
+    encoder_dropout: float = 0.0
     contrastive_weight: float = 0.0
     contrastive_view: str = "sample"
     cell_reconstruction_weight: float = 10.0
@@ -63,7 +69,9 @@ class TrainingRecipe:
 
     def config_overrides(self) -> dict[str, Any]:
         """Config fields to pass to :class:`~xtrimogene_sc.XTrimoGene`."""
+        depth = {} if self.encoder_depth is None else {"encoder_depth": self.encoder_depth}
         return {
+            **depth,
             "decoder_mode": self.decoder_mode,
             "mask_ratio_nonzero": self.mask_ratio_nonzero,
             "zero_mask_scope": self.zero_mask_scope,
