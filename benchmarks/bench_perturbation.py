@@ -221,7 +221,9 @@ def run_methods(train, ctrl, observed, fold, args) -> tuple[list[dict], float]:
                          "probe": program_probe(backbone, train)})  # fmt: skip
     if CONTROL_MODEL in args.methods:
         torch.manual_seed(0)
-        untrained = xtg.XTrimoGene(None, preset=SMALL_DATA_RECIPE.preset)
+        untrained = xtg.XTrimoGene(  # the backbone's architecture, untrained
+            None, preset=SMALL_DATA_RECIPE.preset, **SMALL_DATA_RECIPE.config_overrides()
+        )
         predictors[CONTROL_MODEL] = lambda: _model(train, untrained, args)
         if "program" in train.var:
             rows.append({"category": "", "method": "program probe, untrained backbone",

@@ -32,6 +32,17 @@ def test_demo_writes_h5ad_umap_model_and_metrics(tmp_path, slow_full, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_the_demo_recipe_keeps_a_chosen_presets_architecture():
+    from xtrimogene_sc._demo import demo_recipe
+    from xtrimogene_sc.model import SMALL_DATA_RECIPE
+
+    assert demo_recipe() == SMALL_DATA_RECIPE
+    assert demo_recipe(epochs=3).epochs == 3
+    small = demo_recipe(preset="small")
+    assert (small.preset, small.encoder_depth) == ("small", None)  # 4 layers, not the recipe's 1
+    assert small.config_overrides().keys().isdisjoint({"encoder_depth"})
+
+
 def test_cli_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -46,11 +46,9 @@ def run_demo(
     import torch
 
     import xtrimogene_sc as xtg
-    from xtrimogene_sc.model import SMALL_DATA_RECIPE
     from xtrimogene_sc.tl._scores import pca_reference
 
-    overrides = {"epochs": epochs, "preset": preset, "decoder_mode": decoder_mode}
-    recipe = replace(SMALL_DATA_RECIPE, **{k: v for k, v in overrides.items() if v is not None})
+    recipe = demo_recipe(epochs=epochs, preset=preset, decoder_mode=decoder_mode)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -103,6 +101,20 @@ def run_demo(
     fig.savefig(out / "umap.png", dpi=120, bbox_inches="tight")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def demo_recipe(
+    *, epochs: int | None = None, preset: str | None = None, decoder_mode: str | None = None
+) -> Any:
+    """:data:`~xtrimogene_sc.model.SMALL_DATA_RECIPE` with the demo's overrides (``None``: keep).
+
+    A ``preset`` comes whole: its own encoder depth replaces the recipe's single layer.
+    """
+    from xtrimogene_sc.model import SMALL_DATA_RECIPE
+
+    overrides = {"epochs": epochs, "preset": preset, "decoder_mode": decoder_mode}
+    recipe = replace(SMALL_DATA_RECIPE, **{k: v for k, v in overrides.items() if v is not None})
+    return recipe if preset is None else replace(recipe, encoder_depth=None)
 
 
 def _match_label_colors(adata: Any, *, truth: str, predicted: str) -> None:

@@ -42,9 +42,11 @@ def test_the_recipe_replaces_the_presets_encoder_depth_only_when_asked(tiny_adat
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(tiny_adata)
     preset_depth = xtg.XTrimoGeneConfig.preset("tiny").encoder_depth
+    assert preset_depth == 2
     for recipe, depth in [
-        (TrainingRecipe(encoder_depth=1), 1),
-        (TrainingRecipe(encoder_depth=None), preset_depth),
+        (SMALL_DATA_RECIPE, 1),
+        (TrainingRecipe(), preset_depth),  # another recipe keeps its preset's architecture
+        (TrainingRecipe(encoder_depth=3), 3),
     ]:
         model = xtg.XTrimoGene(tiny_adata, preset=recipe.preset, **recipe.config_overrides())
         assert model.config.encoder_depth == depth

@@ -21,9 +21,10 @@ class TrainingRecipe:
     preset
         Size preset (see :meth:`~xtrimogene_sc.XTrimoGeneConfig.preset`).
     encoder_depth
-        Encoder layers, replacing the preset's (``None``: the preset's; ``tiny`` has 2). The
-        small-data recipe uses one: on 700 and 2,140 cells it scores like two, and without
-        encoder dropout a step is 1.4x faster (``benchmarks/SMALL_DATA_RESULTS.md``).
+        Encoder layers, replacing the preset's (``None``, the default: the preset's; ``tiny``
+        has 2). :data:`SMALL_DATA_RECIPE` uses one: on 700 and 2,140 cells it scores like two,
+        and without encoder dropout a step is 1.4x faster
+        (``benchmarks/SMALL_DATA_RESULTS.md``).
     decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout, contrastive_weight,
     contrastive_view, cell_reconstruction_weight, cell_reconstruction_scaled
         :class:`~xtrimogene_sc.XTrimoGeneConfig` fields. The recipe trains without encoder
@@ -50,7 +51,7 @@ class TrainingRecipe:
     """
 
     preset: str = "tiny"
-    encoder_depth: int | None = 1
+    encoder_depth: int | None = None
     decoder_mode: str = "masked"
     mask_ratio_nonzero: float = 0.5
     zero_mask_scope: str = "observed"
@@ -147,5 +148,5 @@ class TrainingRecipe:
         return max(1, math.ceil(round(train_size * n_obs) / self.batch_size))
 
 
-SMALL_DATA_RECIPE = TrainingRecipe()
+SMALL_DATA_RECIPE = TrainingRecipe(encoder_depth=1)
 """The recipe of ``xtrimogene-sc demo``: chosen by ``benchmarks/bench_small_data.py --sweep``."""
