@@ -63,13 +63,8 @@ def torch_defaults(model) -> Iterator[None]:
 
 def seconds_per_step(adata, recipe, epochs: int, baseline: bool, seed: int) -> float:
     """Wall seconds per optimiser step of ``epochs`` epochs of a fresh recipe model."""
-    import xtrimogene_sc as xtg
-
     torch.manual_seed(seed)
-    model = xtg.XTrimoGene(
-        adata, preset=recipe.preset, input_genes=recipe.input_genes(adata),
-        **recipe.config_overrides(),
-    )  # fmt: skip
+    model = recipe.build(adata)
     kwargs = {**recipe.train_kwargs(adata.n_obs), "max_epochs": epochs}
     steps = epochs * recipe.steps_per_epoch(adata.n_obs, kwargs["train_size"])
     context = torch_defaults(model) if baseline else contextlib.nullcontext()

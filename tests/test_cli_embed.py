@@ -96,3 +96,17 @@ def test_embed_refuses_missing_input_and_existing_output(cells_h5ad, tmp_path, c
     assert _embed("--input", cells_h5ad, "--output", tmp_path / "taken.h5ad") == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "taken.h5ad").read_text() == "user data"
+
+
+def test_embed_uses_the_saved_models_default_pooling(cells_h5ad, tmp_path):
+    assert _embed("--input", cells_h5ad, "--output", tmp_path / "ref.h5ad") == 0
+    assert ad.read_h5ad(tmp_path / "ref.h5ad").uns["X_xtg"]["params"]["pooling"] == "concat"
+    model = xtg.XTrimoGene.load(CKPT)
+    model.default_pooling = "mean"  # as a recipe-trained model records it
+    model.save(tmp_path / "m")
+    out = tmp_path / "out.h5ad"
+    assert main(["embed", "--checkpoint", str(tmp_path / "m"), "--no-progress",
+                 "--input", str(cells_h5ad), "--output", str(out)]) == 0  # fmt: skip
+    result = ad.read_h5ad(out)
+    assert result.uns["X_xtg"]["params"]["pooling"] == "mean"
+    assert result.obsm["X_xtg"].shape[1] == model.config.encoder_dim

@@ -7,6 +7,7 @@ import json
 import anndata as ad
 import pytest
 
+from xtrimogene_sc import XTrimoGene
 from xtrimogene_sc.cli import main
 
 
@@ -29,6 +30,9 @@ def test_demo_writes_h5ad_umap_model_and_metrics(tmp_path, slow_full, capsys):
     assert all(truth[label] == color for label, color in called.items() if label in truth)
     assert (out / "umap.png").stat().st_size > 10_000
     assert (out / "model" / "model.safetensors").exists()
+    # the saved model embeds with the recipe's pooling, as the demo did
+    assert adata.uns["X_xtg"]["params"]["pooling"] == "mean"
+    assert XTrimoGene.load(out / "model").default_pooling == "mean"
     assert "wrote" in capsys.readouterr().out
 
 

@@ -25,7 +25,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, type=Path, help=".h5ad of raw counts")
     p.add_argument("--output", required=True, type=Path, help=".h5ad to write (may be --input)")
     p.add_argument("--obsm-key", default="X_xtg", help="obsm key to write (default: X_xtg)")
-    p.add_argument("--pooling", default="concat", choices=_POOLINGS)
+    p.add_argument("--pooling", default=None, choices=_POOLINGS,
+                   help="default: the model's (concat; mean for a model trained by the demo "
+                   "recipe)")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=64, help="cells per forward pass")
     p.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'cuda:N' (default: auto)")
     p.add_argument("--precision", default=None, choices=["bf16", "32", "32-strict"],

@@ -56,10 +56,7 @@ def run_demo(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*vocabulary genes.*")
         xtg.XTrimoGene.setup_anndata(adata)
-        model = xtg.XTrimoGene(
-            adata, preset=recipe.preset, input_genes=recipe.input_genes(adata),
-            **recipe.config_overrides(),
-        )  # fmt: skip
+        model = recipe.build(adata)
     logger.info("%s", model._model_summary_string)
     mse_before = model.get_reconstruction_error()
     start = time.perf_counter()
@@ -69,7 +66,7 @@ def run_demo(
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*vocabulary genes.*")
-        xtg.tl.embed(adata, model, pooling=recipe.pooling)
+        xtg.tl.embed(adata, model)  # the recipe's pooling, the model's default
     adata.obsm["X_pca"] = pca_reference(adata, seed=seed)
     scores = {
         rep: xtg.tl.score_embedding(adata, use_rep=rep, labels_key="bulk_labels", seed=seed)

@@ -215,3 +215,18 @@ def test_pretraining_uses_the_fused_adamw_on_cpu() -> None:
     module = XTrimoGeneModule(XTrimoGeneConfig.preset("tiny"))
     optimizer = XTrimoGeneTrainingPlan(module).configure_optimizers()["optimizer"]
     assert all(group["fused"] for group in optimizer.param_groups)
+
+
+def test_default_pooling_is_the_reference_concat_and_refuses_unknown_names(model, tmp_path):
+    assert model.default_pooling == "concat"
+    with pytest.raises(ValueError, match="default_pooling must be one of"):
+        model.default_pooling = "average"
+    # a directory saved before the field existed holds no default: it loads as concat
+    from xtrimogene_sc.model._io import save_directory
+
+    save_directory(
+        tmp_path / "old", config=model.config, state_dict=model.module.state_dict(),
+        vocab=model.vocab, extra={"is_trained": True},
+    )  # fmt: skip
+    assert "default_pooling" not in json.loads((tmp_path / "old" / "config.json").read_text())
+    assert xtg.XTrimoGene.load(tmp_path / "old").default_pooling == "concat"

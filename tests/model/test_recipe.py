@@ -51,3 +51,26 @@ def test_the_recipe_replaces_the_presets_encoder_depth_only_when_asked(tiny_adat
         model = xtg.XTrimoGene(tiny_adata, preset=recipe.preset, **recipe.config_overrides())
         assert model.config.encoder_depth == depth
         assert len(model.module.encoder_blocks) == depth
+
+
+def test_a_recipe_model_embeds_with_the_recipes_pooling_by_default_even_after_saving(
+    tiny_adata, tmp_path
+):
+    """``tl.embed(adata, model)`` must not fall back to the depth-carrying ``concat`` for a
+    model whose recipe was measured with ``mean``; the choice survives save and load."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xtg.XTrimoGene.setup_anndata(tiny_adata)
+        model = SMALL_DATA_RECIPE.pretrain(tiny_adata, max_epochs=1, enable_progress_bar=False)
+    assert model.default_pooling == SMALL_DATA_RECIPE.pooling == "mean"
+    mean = model.get_latent_representation(pooling="mean", progress=False)
+    assert (model.get_latent_representation(progress=False) == mean).all()
+    xtg.tl.embed(tiny_adata, model, progress=False)
+    assert (tiny_adata.obsm["X_xtg"] == mean).all()
+    assert tiny_adata.uns["X_xtg"]["params"]["pooling"] == "mean"
+    model.save(tmp_path / "m")
+    loaded = xtg.XTrimoGene.load(tmp_path / "m", adata=tiny_adata)
+    assert loaded.default_pooling == "mean"
+    assert (loaded.get_latent_representation(progress=False) == mean).all()
+    query = xtg.XTrimoGene.load_query_data(tiny_adata.copy(), model)
+    assert query.default_pooling == "mean"

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         self.vocab = GeneVocab.default()
         self.alignment_: GeneAlignment | None = None
         self.source_: dict[str, str] | None = None  # where loaded weights came from
+        self._default_pooling: Pooling = "concat"
         if adata is not None:
             self.alignment_ = self._align(adata, self._setup_arg("gene_symbols_key"))
         if input_genes is not None:
@@ -113,6 +114,24 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             + ("" if panel is None else f", reads a panel of {len(panel):,} genes")
         )
         self.init_params_ = {"config": self.config.to_dict()}
+
+    @property
+    def default_pooling(self) -> Pooling:
+        """Pooling used when :meth:`get_latent_representation` gets none (saved with the model).
+
+        ``"concat"``, the released scFoundation recipe, unless set: a model trained by a
+        :class:`~xtrimogene_sc.model.TrainingRecipe` gets the recipe's (``"mean"`` for
+        :data:`~xtrimogene_sc.model.SMALL_DATA_RECIPE`), so that :func:`xtrimogene_sc.tl.embed`,
+        label transfer and ``xtrimogene-sc embed`` use the pooling it was measured with.
+        """
+        return self._default_pooling
+
+    @default_pooling.setter
+    def default_pooling(self, pooling: Pooling) -> None:
+        if pooling not in get_args(Pooling):
+            msg = f"default_pooling must be one of {list(get_args(Pooling))}, got {pooling!r}"
+            raise ValueError(msg)
+        self._default_pooling = pooling
 
     # ------------------------------------------------------------------ data registration
     @classmethod
@@ -339,7 +358,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         self,
         adata: AnnData | None = None,
         *,
-        pooling: Pooling = "concat",
+        pooling: Pooling | None = None,
         batch_size: int = 64,
         max_tokens: int | Literal["auto"] | None = "auto",
         layer: str | None = None,
@@ -360,7 +379,8 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             ``"concat"`` (reference ``pool_type='all'``: ``[S, T, max, mean]``), ``"max"`` or
             ``"mean"`` over the expressed-gene tokens, ``"depth_tokens"`` (``[S, T]``) or
             ``"max_all_tokens"`` (reference ``pool_type='max'``: a maximum over every encoder
-            token, T and S included, so read depth enters it).
+            token, T and S included, so read depth enters it). ``None`` (default): the model's
+            :attr:`default_pooling`.
         batch_size
             Largest number of cells per forward pass. Results do not depend on it.
         max_tokens
@@ -387,6 +407,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         ``(n_obs, d)`` float32 array in the order of ``adata.obs``.
         """
         depth = _depth_for_input(input_type, t_mode, t_value)
+        pooling = self.default_pooling if pooling is None else pooling
         X, var_to_position = self._resolve(
             adata, layer, gene_symbols_key, require_integer=input_type == "counts"
         )
@@ -517,6 +538,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             "is_trained": bool(self.is_trained_),
             "n_positions": TOKENS.N_POSITIONS,
             "source": self.source_,
+            "default_pooling": self.default_pooling,
         }
         files = {}
         if save_anndata and self.adata is not None:
@@ -558,6 +580,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         model = cls._with_weights(adata, config, state_dict, meta.get("setup_args", {}))
         model.is_trained_ = bool(meta.get("is_trained", True))
         model.source_ = meta.get("source")
+        model.default_pooling = meta.get("default_pooling", "concat")  # saves before it: concat
         return model._placed(accelerator, device)
 
     from_pretrained = load

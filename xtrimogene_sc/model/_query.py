@@ -99,6 +99,7 @@ class QueryMappingMixin:
             _setup_query(cls, adata, setup, batch_key, labels_key)
             query = cls(adata, config=reference_model.config)
             load_state_checked(query.module, reference_model.module.state_dict())
+            query.default_pooling = reference_model.default_pooling
             query.to_device(reference_model.device)
             reference_alignment = reference_model.alignment_
         query.freeze_policy_ = freeze

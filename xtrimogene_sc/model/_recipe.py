@@ -42,7 +42,9 @@ class TrainingRecipe:
     batch_size, lr
         :meth:`~xtrimogene_sc.XTrimoGene.train` arguments.
     pooling
-        Pooling for :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`.
+        Pooling for :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`;
+        :meth:`pretrain` makes it the model's
+        :attr:`~xtrimogene_sc.XTrimoGene.default_pooling`, saved with the model.
     n_top_genes
         Read only the data set's ``n_top_genes`` most variable genes
         (:func:`~xtrimogene_sc.pp.highly_variable_genes`; the model keeps them as its gene panel,
@@ -107,6 +109,19 @@ class TrainingRecipe:
             Further :meth:`~xtrimogene_sc.XTrimoGene.train` arguments (e.g.
             ``enable_progress_bar=False``).
         """
+        model = self.build(adata)
+        kwargs = self.train_kwargs(adata.n_obs)
+        if max_epochs is not None:
+            kwargs["max_epochs"] = max_epochs
+        model.train(**kwargs, **trainer_kwargs)
+        return model
+
+    def build(self, adata: AnnData) -> XTrimoGene:
+        """The untrained model of this recipe for ``adata`` (already set up).
+
+        It reads the recipe's gene panel, has its architecture and masking, and embeds with its
+        pooling by default (:attr:`~xtrimogene_sc.XTrimoGene.default_pooling`).
+        """
         from xtrimogene_sc.model._model import XTrimoGene
 
         model = XTrimoGene(
@@ -115,10 +130,7 @@ class TrainingRecipe:
             input_genes=self.input_genes(adata),
             **self.config_overrides(),
         )
-        kwargs = self.train_kwargs(adata.n_obs)
-        if max_epochs is not None:
-            kwargs["max_epochs"] = max_epochs
-        model.train(**kwargs, **trainer_kwargs)
+        model.default_pooling = self.pooling
         return model
 
     def input_genes(self, adata: AnnData) -> list[str] | None:

@@ -32,7 +32,7 @@ def embed(
     model: XTrimoGene,
     *,
     key_added: str = DEFAULT_KEYS.LATENT,
-    pooling: Pooling = "concat",
+    pooling: Pooling | None = None,
     batch_size: int = 64,
     copy: bool = False,
     **kwargs: Any,
@@ -48,7 +48,9 @@ def embed(
     key_added
         ``obsm`` key (and ``uns`` key for the parameters) to write.
     pooling
-        Cell pooling, see :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`.
+        Cell pooling, see :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`;
+        ``None`` (default): the model's :attr:`~xtrimogene_sc.XTrimoGene.default_pooling`
+        (``"concat"``, or the recipe's for a model trained by a recipe).
     batch_size
         Cells per forward pass.
     copy
@@ -78,6 +80,7 @@ def embed(
         msg = f"key_added must be a non-empty string (an obsm key), got {key_added!r}"
         raise ValueError(msg)
     start = time.perf_counter()
+    pooling = model.default_pooling if pooling is None else pooling
     adata = adata.copy() if copy else adata
     latent = model.get_latent_representation(
         adata, pooling=pooling, batch_size=batch_size, **kwargs
