@@ -133,6 +133,10 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
             raise ValueError(msg)
         self._default_pooling = pooling
 
+    def _pooling_or_default(self, pooling: Pooling | None) -> Pooling:
+        """``pooling``, or :attr:`default_pooling` when it is ``None``."""
+        return self.default_pooling if pooling is None else pooling
+
     # ------------------------------------------------------------------ data registration
     @classmethod
     def setup_anndata(
@@ -407,7 +411,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         ``(n_obs, d)`` float32 array in the order of ``adata.obs``.
         """
         depth = _depth_for_input(input_type, t_mode, t_value)
-        pooling = self.default_pooling if pooling is None else pooling
+        pooling = self._pooling_or_default(pooling)
         X, var_to_position = self._resolve(
             adata, layer, gene_symbols_key, require_integer=input_type == "counts"
         )

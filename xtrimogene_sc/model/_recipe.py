@@ -43,7 +43,7 @@ class TrainingRecipe:
         :meth:`~xtrimogene_sc.XTrimoGene.train` arguments.
     pooling
         Pooling for :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation`;
-        :meth:`pretrain` makes it the model's
+        :meth:`build` (and so :meth:`pretrain`) makes it the model's
         :attr:`~xtrimogene_sc.XTrimoGene.default_pooling`, saved with the model.
     n_top_genes
         Read only the data set's ``n_top_genes`` most variable genes

@@ -80,7 +80,7 @@ def embed(
         msg = f"key_added must be a non-empty string (an obsm key), got {key_added!r}"
         raise ValueError(msg)
     start = time.perf_counter()
-    pooling = model.default_pooling if pooling is None else pooling
+    pooling = model._pooling_or_default(pooling)  # the name recorded in uns
     adata = adata.copy() if copy else adata
     latent = model.get_latent_representation(
         adata, pooling=pooling, batch_size=batch_size, **kwargs

@@ -82,8 +82,7 @@ def embed_h5ad(
         if out is not None and Path(out).exists() and not overwrite and Path(out) != source:
             msg = f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
             raise FileExistsError(msg)
-    if kwargs.get("pooling") is None:  # recorded in the output's parameters
-        kwargs["pooling"] = model.default_pooling
+    kwargs["pooling"] = model._pooling_or_default(kwargs.get("pooling"))  # recorded in params
     backed = _open_backed(source)
     try:
         gene_kwargs = {k: v for k, v in kwargs.items() if k != "pooling"}
