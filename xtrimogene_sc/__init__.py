@@ -1,19 +1,53 @@
-"""xtrimogene_sc: the xTrimoGene / scFoundation single-cell foundation model for scverse."""
+"""xtrimogene_sc: the xTrimoGene / scFoundation single-cell foundation model for scverse.
+
+Submodules and the exported classes load on first use (PEP 562), so ``import xtrimogene_sc``
+and the ``xtrimogene-sc`` command's argument parsing do not pay for torch, anndata and
+scvi-tools until something needs them; ``xtg.XTrimoGene``, ``xtg.tl`` and ``from xtrimogene_sc
+import XTrimoGene`` work as they always did.
+"""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from xtrimogene_sc import datasets, drugcomb, pl, pp, tl
-from xtrimogene_sc.data import GeneVocab
-from xtrimogene_sc.drugcomb import DrugCombinationModel
-from xtrimogene_sc.model import XTrimoGene, XTrimoGenePerturbation
-from xtrimogene_sc.module import XTrimoGeneConfig
+if TYPE_CHECKING:
+    from xtrimogene_sc import datasets, drugcomb, pl, pp, tl
+    from xtrimogene_sc.data import GeneVocab
+    from xtrimogene_sc.drugcomb import DrugCombinationModel
+    from xtrimogene_sc.model import XTrimoGene, XTrimoGenePerturbation
+    from xtrimogene_sc.module import XTrimoGeneConfig
 
 try:
     __version__ = version("xtrimogene-sc")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
+
+# public subpackages, reachable as attributes of the package once asked for
+_SUBPACKAGES = frozenset(
+    [
+        "data",
+        "datasets",
+        "drugcomb",
+        "model",
+        "module",
+        "nn",
+        "pl",
+        "pp",
+        "pretrain",
+        "tl",
+        "train",
+    ]
+)
+# exported names and the subpackage that defines each
+_EXPORTS = {
+    "DrugCombinationModel": "drugcomb",
+    "GeneVocab": "data",
+    "XTrimoGene": "model",
+    "XTrimoGeneConfig": "module",
+    "XTrimoGenePerturbation": "model",
+}
 
 __all__ = [
     "DrugCombinationModel",
@@ -28,3 +62,20 @@ __all__ = [
     "pp",
     "tl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a subpackage or an exported class the first time it is asked for."""
+    if name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    else:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBPACKAGES, *_EXPORTS})

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
     from xtrimogene_sc._cli_embed import add_subcommand as add_embed
-    from xtrimogene_sc.pretrain._cli import add_subcommands
+    from xtrimogene_sc._cli_pretrain import add_subcommands
 
     add_embed(sub)
     add_subcommands(sub)

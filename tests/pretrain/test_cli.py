@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import xtrimogene_sc as xtg
+from xtrimogene_sc._cli_pretrain import add_subcommands
 from xtrimogene_sc.datasets import synthetic_counts
 from xtrimogene_sc.pretrain import PretrainConfig, pretrain
-from xtrimogene_sc.pretrain._cli import add_subcommands
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pretrain_config.toml"
 
