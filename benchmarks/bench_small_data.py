@@ -152,6 +152,10 @@ def sweep_variants() -> dict[str, Any]:
         "cell reconstruction unscaled 3": replace(
             base, cell_reconstruction_weight=3.0, cell_reconstruction_scaled=False
         ),
+        "tied read-out": replace(base, cell_reconstruction_query="tied"),
+        "mlp read-out": replace(base, cell_reconstruction_query="mlp"),
+        "tied read-out, width 32": replace(base, cell_reconstruction_query="tied", encoder_dim=32),
+        "width 32": replace(base, encoder_dim=32),
     }
 
 

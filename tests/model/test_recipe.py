@@ -53,6 +53,21 @@ def test_the_recipe_replaces_the_presets_encoder_depth_only_when_asked(tiny_adat
         assert len(model.module.encoder_blocks) == depth
 
 
+def test_the_recipe_sets_the_encoder_width_and_read_out_query_when_asked(tiny_adata):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        xtg.XTrimoGene.setup_anndata(tiny_adata)
+    assert "encoder_dim" not in SMALL_DATA_RECIPE.config_overrides()  # the preset's width
+    recipe = TrainingRecipe(encoder_dim=32, cell_reconstruction_query="tied")
+    model = xtg.XTrimoGene(tiny_adata, preset=recipe.preset, **recipe.config_overrides())
+    assert model.config.encoder_dim == 32
+    assert model.module.gene_embedding.weight.shape[1] == 32
+    assert model.config.cell_reconstruction_query == "tied"
+    assert model.module.cell_gain is not None
+    embedding = model.get_latent_representation(pooling="mean", progress=False)
+    assert embedding.shape == (tiny_adata.n_obs, 32)
+
+
 def test_a_recipe_model_embeds_with_the_recipes_pooling_by_default_even_after_saving(
     tiny_adata, tmp_path
 ):

@@ -181,7 +181,8 @@ def test_cell_reconstruction_scores_every_measured_panel_gene_from_the_pooled_ce
     assert bool((dense == 0).any())  # unexpressed measured genes are scored as zeros
 
 
-def test_cell_reconstruction_learns_to_predict_profiles():
+@pytest.mark.parametrize("query", ["mlp", "tied"])
+def test_cell_reconstruction_learns_to_predict_profiles(query):
     """After some steps the pooled cell predicts its profile better than each gene's mean over
     the cells does: with two kinds of cells expressing different genes, the embedding must say
     which kind a cell is."""
@@ -193,8 +194,9 @@ def test_cell_reconstruction_learns_to_predict_profiles():
     observed[50:110] = True
     cells = tokenize_counts(sp.csr_matrix(counts), np.arange(50, 110)).with_observed(observed)
     config = XTrimoGeneConfig.preset(
-        "tiny", decoder_mode="masked", use_depth_tokens=False, cell_reconstruction_weight=1.0
-    )
+        "tiny", decoder_mode="masked", use_depth_tokens=False, cell_reconstruction_weight=1.0,
+        cell_reconstruction_query=query,
+    )  # fmt: skip
     torch.manual_seed(0)
     m = XTrimoGeneModule(config)
     optimiser = torch.optim.Adam(m.parameters(), lr=3e-3)
@@ -265,3 +267,63 @@ def test_scaled_read_out_trains_and_loads_back(tiny_config):
     again = _scaled_module(tiny_config)
     again.load_state_dict(m.state_dict())
     torch.testing.assert_close(again.cell_target_var, m.cell_target_var)
+
+
+def _tied_module(tiny_config):
+    config = replace(tiny_config, cell_reconstruction_weight=1.0, cell_reconstruction_query="tied")
+    torch.manual_seed(0)
+    return XTrimoGeneModule(config)
+
+
+def test_tied_read_out_predicts_with_each_genes_own_embedding(tiny_config):
+    """Tied: the pooled cell, centred and divided by one spread (running statistics in
+    evaluation), dotted with each gene's embedding (the table at unit root-mean-square column norm), times
+    one gain, plus an offset from the gene's detached embedding."""
+    cells = _cells(n_cells=4, n_genes=40)
+    observed = torch.zeros(19264, dtype=torch.bool)
+    observed[50:90] = True
+    cells = cells.with_observed(observed)
+    m = _tied_module(tiny_config).eval()
+    m.cell_norm.running_mean.normal_()
+    m.cell_norm.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        m.cell_gain.fill_(1.7)
+        term = m._cell_reconstruction_loss(m.encode(cells), cells, observed)
+        genes = m.gene_embedding(torch.arange(50, 90))
+        table = genes / genes.pow(2).sum(0).mean().sqrt()
+        pooled = m.embed_cells(cells, "mean") - m.cell_norm.running_mean
+        pooled = pooled / (m.cell_norm.running_var.mean() + m.cell_norm.eps).sqrt()
+        prediction = 1.7 * pooled @ table.T + m.cell_query(genes)[:, 0]
+        dense = torch.zeros(4, 40)
+        dense[cells.row_ids(), cells.pos - 50] = cells.value
+    torch.testing.assert_close(term, ((prediction - dense) ** 2).mean())
+    assert m.cell_query[-1].out_features == 1  # an offset only: no untied query
+
+
+def test_tied_read_out_has_its_gain_in_the_state_dict_and_trains_every_parameter(tiny_config):
+    """Every read-out parameter takes part in the loss (DDP needs it), the gene table gets a
+    gradient through the tied query, and the untied default has no gain."""
+    mlp = XTrimoGeneModule(replace(tiny_config, cell_reconstruction_weight=1.0))
+    assert mlp.cell_gain is None
+    assert "cell_gain" not in mlp.state_dict()
+    m = _tied_module(tiny_config).train()
+    assert "cell_gain" in m.state_dict()
+    loss = m(_cells(), generator=torch.Generator().manual_seed(0)).loss
+    loss.backward()
+    for name in ("cell_gain", "cell_query.0.weight", "cell_query.2.weight"):
+        assert m.get_parameter(name).grad.abs().sum() > 0, name
+    # the running centre moved towards this batch of pooled cells
+    assert m.cell_norm.running_mean.abs().sum() > 0
+
+
+def test_tied_read_out_trains_on_a_batch_of_one_cell(tiny_config):
+    m = _tied_module(tiny_config).train()
+    loss = m(_cells(n_cells=1), generator=torch.Generator().manual_seed(0)).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(m.cell_gain.grad)
+
+
+def test_unknown_cell_query_is_refused():
+    with pytest.raises(ValueError, match="cell_reconstruction_query"):
+        XTrimoGeneConfig(cell_reconstruction_query="attention")

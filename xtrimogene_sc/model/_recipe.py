@@ -25,8 +25,12 @@ class TrainingRecipe:
         has 2). :data:`SMALL_DATA_RECIPE` uses one: on 700 and 2,140 cells it scores like two,
         and without encoder dropout a step is 1.4x faster
         (``benchmarks/SMALL_DATA_RESULTS.md``).
+    encoder_dim
+        Encoder width, replacing the preset's (``None``, the default: the preset's; ``tiny``
+        has 64).
     decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout, contrastive_weight,
-    contrastive_view, cell_reconstruction_weight, cell_reconstruction_scaled
+    contrastive_view, cell_reconstruction_weight, cell_reconstruction_scaled,
+    cell_reconstruction_query
         :class:`~xtrimogene_sc.XTrimoGeneConfig` fields. The recipe trains without encoder
         dropout: it scored no worse than 0.1 and a CPU step is a tenth faster without the masks.
     steps
@@ -54,6 +58,7 @@ class TrainingRecipe:
 
     preset: str = "tiny"
     encoder_depth: int | None = None
+    encoder_dim: int | None = None
     decoder_mode: str = "masked"
     mask_ratio_nonzero: float = 0.5
     zero_mask_scope: str = "observed"
@@ -62,6 +67,7 @@ class TrainingRecipe:
     contrastive_view: str = "sample"
     cell_reconstruction_weight: float = 10.0
     cell_reconstruction_scaled: bool = True
+    cell_reconstruction_query: str = "mlp"
     steps: int = 2400
     min_epochs: int | None = 80
     epochs: int | None = None
@@ -72,9 +78,16 @@ class TrainingRecipe:
 
     def config_overrides(self) -> dict[str, Any]:
         """Config fields to pass to :class:`~xtrimogene_sc.XTrimoGene`."""
-        depth = {} if self.encoder_depth is None else {"encoder_depth": self.encoder_depth}
+        size = {
+            name: value
+            for name, value in (
+                ("encoder_depth", self.encoder_depth),
+                ("encoder_dim", self.encoder_dim),
+            )
+            if value is not None
+        }
         return {
-            **depth,
+            **size,
             "decoder_mode": self.decoder_mode,
             "mask_ratio_nonzero": self.mask_ratio_nonzero,
             "zero_mask_scope": self.zero_mask_scope,
@@ -83,6 +96,7 @@ class TrainingRecipe:
             "contrastive_view": self.contrastive_view,
             "cell_reconstruction_weight": self.cell_reconstruction_weight,
             "cell_reconstruction_scaled": self.cell_reconstruction_scaled,
+            "cell_reconstruction_query": self.cell_reconstruction_query,
         }
 
     def train_kwargs(self, n_obs: int, train_size: float = 0.9) -> dict[str, Any]:

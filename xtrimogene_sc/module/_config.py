@@ -10,6 +10,7 @@ from xtrimogene_sc._constants import TOKENS
 DecoderMode = Literal["full", "masked"]
 ZeroMaskScope = Literal["observed", "vocabulary"]
 ContrastiveView = Literal["sample", "thin"]
+CellQuery = Literal["mlp", "tied"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,19 @@ class XTrimoGeneConfig:
         every panel gene counts alike. The means and variances are running estimates over the
         training batches (the plain average of the first 100 batches, then an exponential one
         with weight 0.01), kept in the state dict beside the read-out.
+    cell_reconstruction_query
+        How that read-out forms each gene's query. ``"mlp"`` (default): a small network of the
+        gene's embedding, applied to the batch-normalised cell, as described above. Each
+        dimension of the pooled cell is rescaled on its own there, so the read-out leaves the
+        embedding's geometry free, and on small data it settles on a few dominant directions
+        (an effective rank of about 5 of 64). ``"tied"``: the query *is* the gene's own
+        embedding (the table normalised to unit root-mean-square column norm, times one learned gain), and
+        the pooled cell is centred and divided by one scalar spread. Distances between
+        embeddings then follow distances between predicted profiles, as between principal
+        components: the embedding becomes PCA-like (effective rank about 40 at width 64, read
+        depth no stronger than in PCA). The per-gene offset is then a small network of the
+        detached gene embedding. See ``benchmarks/SMALL_DATA_RESULTS.md`` for what each choice
+        scores.
     """
 
     encoder_dim: int = 768
@@ -129,6 +143,7 @@ class XTrimoGeneConfig:
     contrastive_view: ContrastiveView = "sample"
     cell_reconstruction_weight: float = 0.0
     cell_reconstruction_scaled: bool = False
+    cell_reconstruction_query: CellQuery = "mlp"
 
     def __post_init__(self) -> None:
         if self.input_positions is not None:
@@ -171,6 +186,12 @@ class XTrimoGeneConfig:
             raise ValueError(msg)
         if self.contrastive_view not in ("sample", "thin"):
             msg = f"contrastive_view must be 'sample' or 'thin', got {self.contrastive_view!r}"
+            raise ValueError(msg)
+        if self.cell_reconstruction_query not in ("mlp", "tied"):
+            msg = (
+                "cell_reconstruction_query must be 'mlp' or 'tied', got "
+                f"{self.cell_reconstruction_query!r}"
+            )
             raise ValueError(msg)
         if self.max_encoder_genes is not None and self.max_encoder_genes < 1:
             msg = f"max_encoder_genes must be a positive integer or None, got {self.max_encoder_genes}"

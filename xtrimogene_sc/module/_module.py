@@ -107,14 +107,18 @@ class XTrimoGeneModule(nn.Module):
             else None
         )
         # ---- optional whole-profile read-out (config.cell_reconstruction_weight); same rule
+        tied = c.cell_reconstruction_query == "tied"  # the query is the gene's own embedding
         self.cell_query = (
             nn.Sequential(
                 nn.Linear(c.encoder_dim, c.encoder_dim),
                 nn.GELU(),
-                nn.Linear(c.encoder_dim, c.encoder_dim + 1),  # query and a per-gene offset
+                nn.Linear(c.encoder_dim, 1 if tied else c.encoder_dim + 1),  # [query,] offset
             )
             if c.cell_reconstruction_weight > 0
             else None
+        )
+        self.cell_gain = (
+            nn.Parameter(torch.ones(())) if c.cell_reconstruction_weight > 0 and tied else None
         )
         self.cell_norm = (
             nn.BatchNorm1d(c.encoder_dim, affine=False)
@@ -359,18 +363,41 @@ class XTrimoGeneModule(nn.Module):
         dense[target.row_ids(), target.pos] = target.value.float()
         # a sparse gradient: the rows of the scored genes only, added to the encoder's dense one
         genes = nn.functional.embedding(scored, self.gene_embedding.weight, sparse=True)
-        query = self.cell_query(genes).float()  # (G, De + 1)
         cell = _masked_mean(enc).float()  # (B, De)
-        norm = self.cell_norm
-        cell = nn.functional.batch_norm(  # a batch of one cell has no spread: running statistics
-            cell, norm.running_mean, norm.running_var, eps=norm.eps, momentum=norm.momentum,
-            training=self.training and cell.shape[0] > 1,
-        )  # fmt: skip
-        prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
+        if self.cell_gain is not None:
+            prediction = self._tied_prediction(cell, genes.float())
+        else:
+            query = self.cell_query(genes).float()  # (G, De + 1)
+            norm = self.cell_norm
+            cell = nn.functional.batch_norm(  # a batch of one cell: running statistics
+                cell, norm.running_mean, norm.running_var, eps=norm.eps,
+                momentum=norm.momentum, training=self.training and cell.shape[0] > 1,
+            )  # fmt: skip
+            prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
         wanted = dense[:, scored]
         if self.config.cell_reconstruction_scaled:
             wanted = self._scaled_cell_target(wanted, scored)
         return nn.functional.mse_loss(prediction, wanted)
+
+    def _tied_prediction(self, cell: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+        """``(B, G)`` predictions of the tied read-out (``cell_reconstruction_query="tied"``).
+
+        The pooled cells are centred and divided by **one** spread (the mean variance over
+        dimensions), so no dimension is rescaled on its own, and each gene's query is its own
+        embedding (the table of scored genes normalised to unit root-mean-square column norm).
+        """
+        norm = self.cell_norm
+        if self.training and cell.shape[0] > 1:
+            mean, var = cell.mean(0), cell.var(0)
+            with torch.no_grad():
+                norm.running_mean.lerp_(mean.detach(), norm.momentum)
+                norm.running_var.lerp_(var.detach(), norm.momentum)
+        else:  # evaluation, or a batch of one cell: running statistics
+            mean, var = norm.running_mean, norm.running_var
+        centred = (cell - mean) / (var.mean() + norm.eps).sqrt()
+        table = genes / (genes.pow(2).sum(0).mean().sqrt() + 1e-8)
+        offset = self.cell_query(genes.detach()).squeeze(-1).float()  # per-gene offset only
+        return self.cell_gain * (centred @ table.T) + offset
 
     @torch.no_grad()
     def _scaled_cell_target(self, values: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
