@@ -154,7 +154,7 @@ def sweep_variants() -> dict[str, Any]:
         ),
         "tied read-out": replace(base, cell_reconstruction_query="tied"),
         "mlp read-out": replace(base, cell_reconstruction_query="mlp"),
-        "tied read-out, width 32": replace(base, cell_reconstruction_query="tied", encoder_dim=32),
+        "tied read-out width 32": replace(base, cell_reconstruction_query="tied", encoder_dim=32),
         "width 32": replace(base, encoder_dim=32),
     }
 

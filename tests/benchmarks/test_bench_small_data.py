@@ -26,3 +26,22 @@ def test_quick_run_scores_every_method_with_the_same_metrics(load_script, capsys
     assert list(again["method"]) == list(summary["method"])
     assert (again["knn_acc mean"].to_numpy() == summary["knn_acc mean"].to_numpy()).all()
     assert (again["knn_acc std"] == 0).all()  # the same rows twice: no spread
+
+
+def test_every_sweep_variant_is_a_valid_configuration_that_the_command_line_can_name(load_script):
+    """``--variants`` splits on commas, and each variant's overrides must make a valid config."""
+    from xtrimogene_sc.module import XTrimoGeneConfig
+
+    bench = load_script("bench_small_data", SCRIPT)
+    variants = bench.sweep_variants()
+    assert {"default", "tied read-out", "tied read-out width 32"} <= set(variants)
+    for name, recipe in variants.items():
+        assert "," not in name, name
+        config = XTrimoGeneConfig.preset(recipe.preset, **recipe.config_overrides())
+        assert config.cell_reconstruction_query == recipe.cell_reconstruction_query
+    assert (
+        XTrimoGeneConfig.preset(
+            "tiny", **variants["tied read-out width 32"].config_overrides()
+        ).encoder_dim
+        == 32
+    )
