@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
+import torch
 
 import xtrimogene_sc as xtg
 from xtrimogene_sc.model import SMALL_DATA_RECIPE, TrainingRecipe
@@ -53,19 +55,31 @@ def test_the_recipe_replaces_the_presets_encoder_depth_only_when_asked(tiny_adat
         assert len(model.module.encoder_blocks) == depth
 
 
-def test_the_recipe_sets_the_encoder_width_and_read_out_query_when_asked(tiny_adata):
+def test_the_recipe_sets_the_encoder_width_and_read_out_query_when_asked(tiny_adata, tmp_path):
+    """A tied, narrower recipe model trains, embeds at its width, and survives save and load
+    with its read-out (gain and running centre) intact."""
+    assert "encoder_dim" not in SMALL_DATA_RECIPE.config_overrides()  # the preset's width
+    recipe = TrainingRecipe(encoder_dim=32, cell_reconstruction_query="tied", n_top_genes=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(tiny_adata)
-    assert "encoder_dim" not in SMALL_DATA_RECIPE.config_overrides()  # the preset's width
-    recipe = TrainingRecipe(encoder_dim=32, cell_reconstruction_query="tied")
-    model = xtg.XTrimoGene(tiny_adata, preset=recipe.preset, **recipe.config_overrides())
+        model = recipe.pretrain(tiny_adata, max_epochs=1, enable_progress_bar=False)
     assert model.config.encoder_dim == 32
     assert model.module.gene_embedding.weight.shape[1] == 32
     assert model.config.cell_reconstruction_query == "tied"
-    assert model.module.cell_gain is not None
+    assert float(model.module.cell_gain) != 1.0  # trained
     embedding = model.get_latent_representation(pooling="mean", progress=False)
     assert embedding.shape == (tiny_adata.n_obs, 32)
+    model.save(tmp_path / "tied")
+    loaded = xtg.XTrimoGene.load(tmp_path / "tied", adata=tiny_adata)
+    assert loaded.config.cell_reconstruction_query == "tied"
+    torch.testing.assert_close(loaded.module.cell_gain, model.module.cell_gain)
+    torch.testing.assert_close(
+        loaded.module.cell_norm.running_mean, model.module.cell_norm.running_mean
+    )
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(pooling="mean", progress=False), embedding, atol=1e-6
+    )
 
 
 def test_a_recipe_model_embeds_with_the_recipes_pooling_by_default_even_after_saving(
