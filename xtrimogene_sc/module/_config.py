@@ -108,11 +108,11 @@ class XTrimoGeneConfig:
         embedding's geometry free, and on small data it settles on a few dominant directions
         (an effective rank of about 5 of 64). ``"tied"``: the query *is* the gene's own
         embedding (the table normalised to unit root-mean-square column norm, times one
-        learned gain), and the pooled cell is centred and divided by one scalar spread. Distances between
-        embeddings then follow distances between predicted profiles, as between principal
-        components: the embedding becomes PCA-like (effective rank about 40 at width 64, read
-        depth no stronger than in PCA). The per-gene offset is then a small network of the
-        detached gene embedding. See ``benchmarks/SMALL_DATA_RESULTS.md`` for what each choice
+        learned gain), and the pooled cell is centred and divided by one scalar spread.
+        Distances between embeddings then follow distances between predicted profiles, as
+        between principal components: the embedding becomes PCA-like (effective rank about 40
+        at width 64, read depth no stronger than in PCA). The per-gene offset is then a small
+        network of the detached gene embedding. See ``benchmarks/SMALL_DATA_RESULTS.md`` for what each choice
         scores.
     """
 
