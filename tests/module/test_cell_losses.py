@@ -277,8 +277,8 @@ def _tied_module(tiny_config):
 
 def test_tied_read_out_predicts_with_each_genes_own_embedding(tiny_config):
     """Tied: the pooled cell, centred and divided by one spread (running statistics in
-    evaluation), dotted with each gene's embedding (the table at unit root-mean-square column norm), times
-    one gain, plus an offset from the gene's detached embedding."""
+    evaluation), dotted with each gene's embedding (the table at unit root-mean-square column
+    norm), times one gain, plus an offset from the gene's detached embedding."""
     cells = _cells(n_cells=4, n_genes=40)
     observed = torch.zeros(19264, dtype=torch.bool)
     observed[50:90] = True

@@ -112,8 +112,8 @@ class XTrimoGeneConfig:
         Distances between embeddings then follow distances between predicted profiles, as
         between principal components: the embedding becomes PCA-like (effective rank about 40
         at width 64, read depth no stronger than in PCA). The per-gene offset is then a small
-        network of the detached gene embedding. See ``benchmarks/SMALL_DATA_RESULTS.md`` for what each choice
-        scores.
+        network of the detached gene embedding. See ``benchmarks/SMALL_DATA_RESULTS.md`` for
+        what each choice scores.
     """
 
     encoder_dim: int = 768
