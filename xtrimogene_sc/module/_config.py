@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from xtrimogene_sc._constants import TOKENS
 
@@ -11,6 +11,13 @@ DecoderMode = Literal["full", "masked"]
 ZeroMaskScope = Literal["observed", "vocabulary"]
 ContrastiveView = Literal["sample", "thin"]
 CellQuery = Literal["mlp", "tied"]
+# fields whose value must be one of their Literal type's options
+_CHOICES = {
+    "contrastive_view": ContrastiveView,
+    "cell_reconstruction_query": CellQuery,
+    "zero_mask_scope": ZeroMaskScope,
+    "decoder_mode": DecoderMode,
+}
 
 
 @dataclass(frozen=True)
@@ -184,25 +191,13 @@ class XTrimoGeneConfig:
         if not self.contrastive_temperature > 0.0:
             msg = f"contrastive_temperature must be > 0, got {self.contrastive_temperature}"
             raise ValueError(msg)
-        if self.contrastive_view not in ("sample", "thin"):
-            msg = f"contrastive_view must be 'sample' or 'thin', got {self.contrastive_view!r}"
-            raise ValueError(msg)
-        if self.cell_reconstruction_query not in ("mlp", "tied"):
-            msg = (
-                "cell_reconstruction_query must be 'mlp' or 'tied', got "
-                f"{self.cell_reconstruction_query!r}"
-            )
-            raise ValueError(msg)
+        for name, choices in _CHOICES.items():  # the Literal types are the one list of options
+            value, options = getattr(self, name), get_args(choices)
+            if value not in options:
+                msg = f"{name} must be {' or '.join(map(repr, options))}, got {value!r}"
+                raise ValueError(msg)
         if self.max_encoder_genes is not None and self.max_encoder_genes < 1:
             msg = f"max_encoder_genes must be a positive integer or None, got {self.max_encoder_genes}"
-            raise ValueError(msg)
-        if self.zero_mask_scope not in ("observed", "vocabulary"):
-            msg = (
-                f"zero_mask_scope must be 'observed' or 'vocabulary', got {self.zero_mask_scope!r}"
-            )
-            raise ValueError(msg)
-        if self.decoder_mode not in ("full", "masked"):
-            msg = f"decoder_mode must be 'full' or 'masked', got {self.decoder_mode!r}"
             raise ValueError(msg)
 
     @classmethod
