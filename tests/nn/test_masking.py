@@ -84,3 +84,15 @@ def test_zero_masks_are_drawn_only_among_candidate_genes():
     assert zero_masked[:, :10].sum() > 10  # p=0.9 over ~8 unexpressed measured genes a cell
     assert not zero_masked[0, [1, 5]].any()  # expressed genes are not zeros
     assert not zero_masked[1, 7]
+
+
+def test_zero_mask_rate_among_candidates_matches_configuration():
+    # only the candidate columns are drawn (a panel of 700 of 2,000 positions here)
+    crow, pos = _csr([100] * 50, n_positions=2000)
+    candidates = torch.zeros(2000, dtype=torch.bool)
+    candidates[:700] = True
+    _, zero = sample_masks(crow, 2000, p_nonzero=0.3, p_zero=0.03, positions=pos,
+                           candidates=candidates, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    n_candidate_zeros = 50 * 700 - int((pos < 700).sum())
+    assert abs(zero.sum().item() / n_candidate_zeros - 0.03) < 0.005
+    assert not zero[:, 700:].any()

@@ -56,9 +56,13 @@ def sample_masks(
         kept.index_add_(0, rows, (~nonzero_masked).long())
         starved = (kept == 0) & (counts > 0)
         nonzero_masked[crow[:-1][starved]] = False  # unmask the first gene of starved cells
-    zero_masked = torch.rand(n_cells, n_positions, device=device, generator=generator) < p_zero
-    if candidates is not None:
-        zero_masked &= candidates[None, :].to(device)
+    if candidates is None:
+        zero_masked = torch.rand(n_cells, n_positions, device=device, generator=generator) < p_zero
+    else:  # draw for the candidate columns only: a panel is ~700 of 19,264 positions
+        columns = candidates.to(device).nonzero().squeeze(1)
+        zero_masked = torch.zeros(n_cells, n_positions, dtype=torch.bool, device=device)
+        draw = torch.rand(n_cells, columns.numel(), device=device, generator=generator)
+        zero_masked[:, columns] = draw < p_zero
     if positions.numel():
         rows = torch.repeat_interleave(torch.arange(n_cells, device=device), crow.diff())
         zero_masked[rows, positions] = False
