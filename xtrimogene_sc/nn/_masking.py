@@ -49,9 +49,9 @@ def sample_masks(
     n_cells = crow.numel() - 1
     rand = torch.rand(positions.numel(), device=device, generator=generator)
     nonzero_masked = rand < p_nonzero
+    counts = crow.diff()
+    rows = torch.repeat_interleave(torch.arange(n_cells, device=device), counts)  # of each entry
     if keep_at_least_one and positions.numel():
-        counts = crow.diff()
-        rows = torch.repeat_interleave(torch.arange(n_cells, device=device), counts)
         kept = torch.zeros(n_cells, dtype=torch.long, device=device)
         kept.index_add_(0, rows, (~nonzero_masked).long())
         starved = (kept == 0) & (counts > 0)
@@ -64,7 +64,6 @@ def sample_masks(
         draw = torch.rand(n_cells, columns.numel(), device=device, generator=generator)
         zero_masked[:, columns] = draw < p_zero
     if positions.numel():
-        rows = torch.repeat_interleave(torch.arange(n_cells, device=device), crow.diff())
         zero_masked[rows, positions] = False
     return nonzero_masked, zero_masked
 
