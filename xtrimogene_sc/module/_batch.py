@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from xtrimogene_sc.nn._masking import entry_rows
+
 
 @dataclass
 class SparseCells:
@@ -47,8 +49,7 @@ class SparseCells:
 
     def row_ids(self) -> torch.Tensor:
         """``(nnz,)`` row index of each stored entry."""
-        counts = self.crow.diff()
-        return torch.repeat_interleave(torch.arange(self.n_cells, device=self.crow.device), counts)
+        return entry_rows(self.crow)
 
     def to(self, device: torch.device | str) -> SparseCells:
         """Move every tensor to ``device``."""

@@ -11,6 +11,12 @@ from __future__ import annotations
 import torch
 
 
+def entry_rows(crow: torch.Tensor) -> torch.Tensor:
+    """``(nnz,)`` row index of each entry of a CSR layout with row pointers ``crow``."""
+    n_rows = crow.numel() - 1
+    return torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow.diff())
+
+
 def sample_masks(
     crow: torch.Tensor,
     n_positions: int,
@@ -50,7 +56,7 @@ def sample_masks(
     rand = torch.rand(positions.numel(), device=device, generator=generator)
     nonzero_masked = rand < p_nonzero
     counts = crow.diff()
-    rows = torch.repeat_interleave(torch.arange(n_cells, device=device), counts)  # of each entry
+    rows = entry_rows(crow)
     if keep_at_least_one and positions.numel():
         kept = torch.zeros(n_cells, dtype=torch.long, device=device)
         kept.index_add_(0, rows, (~nonzero_masked).long())
@@ -92,7 +98,7 @@ def cap_kept_entries(
     of the surplus masked as well (a new tensor; the input is unchanged).
     """
     n_rows = crow.numel() - 1
-    rows = torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow.diff())
+    rows = entry_rows(crow)
     kept = torch.zeros(n_rows, dtype=torch.long, device=crow.device)
     kept.index_add_(0, rows, (~masked).long())
     if not bool((kept > cap).any()):
