@@ -207,22 +207,23 @@ def _log(row: dict[str, Any]) -> None:
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds, per data set, method and pooling."""
+    """Mean and standard deviation over seeds, per data set, method and pooling, and the seeds."""
     grouped = frame.groupby(["data", "method", "pooling"], sort=False)
     out = grouped[["knn_acc", "leiden_ari", "depth_r2", "seconds"]].agg(["mean", "std"])
     out.columns = [f"{a} {b}" for a, b in out.columns]
+    out["seeds"] = grouped["seed"].nunique()
     return out.reset_index()
 
 
 def report(summary: pd.DataFrame) -> str:
     """Markdown table, then one verdict line per data set and metric against PCA."""
     lines = [
-        "| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | depth R² | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| data | method | pooling | seeds | kNN accuracy (5-fold) | Leiden ARI | depth R² | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in summary.iterrows():
         lines.append(
-            f"| {r['data']} | {r['method']} | {r['pooling']} | "
+            f"| {r['data']} | {r['method']} | {r['pooling']} | {r['seeds']} | "
             f"{r['knn_acc mean']:.3f} ± {np.nan_to_num(r['knn_acc std']):.3f} | "
             f"{r['leiden_ari mean']:.3f} ± {np.nan_to_num(r['leiden_ari std']):.3f} | "
             f"{r['depth_r2 mean']:.2f} | {r['seconds mean']:.0f} |"
@@ -237,8 +238,9 @@ def report(summary: pd.DataFrame) -> str:
         for metric in ("knn_acc", "leiden_ari"):
             a, b = best[f"{metric} mean"], pca[f"{metric} mean"].iloc[0]
             verdict = "at least PCA" if a >= b else "BELOW PCA"
-            lines.append(f"- {name}: {best['method']} [{best['pooling']}] {metric} {a:.3f} vs "
-                         f"PCA {b:.3f}: {verdict}")  # fmt: skip
+            digits = 3 if f"{a:.3f}" != f"{b:.3f}" else 4  # show a difference that 3 digits hide
+            lines.append(f"- {name}: {best['method']} [{best['pooling']}] {metric} {a:.{digits}f} "
+                         f"vs PCA {b:.{digits}f}: {verdict}")  # fmt: skip
     return "\n".join(lines)
 
 

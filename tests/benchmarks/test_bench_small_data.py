@@ -17,7 +17,10 @@ def test_quick_run_scores_every_method_with_the_same_metrics(load_script, capsys
         assert summary[metric].between(-1.0, 1.0).all(), metric
     assert (summary["knn_acc mean"] > 0.2).all()  # 200 cells, 10 labels: chance is ~0.1-0.2
     out = capsys.readouterr().out
-    assert "| data | method | pooling | kNN accuracy (5-fold) | Leiden ARI | depth R² |" in out
+    assert (
+        "| data | method | pooling | seeds | kNN accuracy (5-fold) | Leiden ARI | depth R² |"
+        in out
+    )
     assert "vs PCA" in out
     assert "Recipe:" in out
 
@@ -26,6 +29,7 @@ def test_quick_run_scores_every_method_with_the_same_metrics(load_script, capsys
     assert list(again["method"]) == list(summary["method"])
     assert (again["knn_acc mean"].to_numpy() == summary["knn_acc mean"].to_numpy()).all()
     assert (again["knn_acc std"] == 0).all()  # the same rows twice: no spread
+    assert (again["seeds"] == 1).all()  # ... and one seed, not two
 
 
 def test_every_sweep_variant_is_a_valid_configuration_that_the_command_line_can_name(load_script):
