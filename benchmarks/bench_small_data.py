@@ -19,7 +19,7 @@ from scratch with a recipe (:data:`xtrimogene_sc.model.SMALL_DATA_RECIPE` by def
 every pooling of each, to choose that recipe.
 
 The recipe reads the 2,000 most variable genes where a data set has more (Zheng: 8,862 genes;
-pbmc68k has 765, so it reads them all) and trains at least 80 passes over the cells.
+pbmc68k has 765, so it reads them all) and trains at least 60 passes over the cells.
 
     python benchmarks/bench_small_data.py --datasets pbmc68k,zheng --seeds 0,1,2
     python benchmarks/bench_small_data.py --datasets zheng --seeds 0,1,2 --methods pca
@@ -127,7 +127,7 @@ def sweep_variants() -> dict[str, Any]:
         "steps x0.5": replace(base, steps=base.steps // 2, min_epochs=None),
         "steps x2": replace(base, steps=base.steps * 2, min_epochs=None),
         "min epochs 40": replace(base, min_epochs=40),
-        "min epochs 60": replace(base, min_epochs=60),
+        "min epochs 80": replace(base, min_epochs=80),
         "min epochs 160": replace(base, min_epochs=160),
         "lr x0.3": replace(base, lr=base.lr * 0.3),
         "lr x3": replace(base, lr=base.lr * 3),
