@@ -129,6 +129,7 @@ def sweep_variants() -> dict[str, Any]:
         "min epochs 40": replace(base, min_epochs=40),
         "min epochs 80": replace(base, min_epochs=80),
         "min epochs 160": replace(base, min_epochs=160),
+        "40 passes": replace(base, steps=1600, min_epochs=40),  # 40 on pbmc68k too
         "lr x0.3": replace(base, lr=base.lr * 0.3),
         "lr x3": replace(base, lr=base.lr * 3),
         "mask 0.5": replace(base, mask_ratio_nonzero=0.5),
