@@ -130,6 +130,8 @@ def sweep_variants() -> dict[str, Any]:
         "min epochs 80": replace(base, min_epochs=80),
         "min epochs 160": replace(base, min_epochs=160),
         "40 passes": replace(base, steps=1600, min_epochs=40),  # 40 on pbmc68k too
+        "batch 32": replace(base, batch_size=32, steps=base.steps // 2),  # the same 60 passes
+        "batch 32 lr x2": replace(base, batch_size=32, steps=base.steps // 2, lr=base.lr * 2),
         "lr x0.3": replace(base, lr=base.lr * 0.3),
         "lr x3": replace(base, lr=base.lr * 3),
         "mask 0.5": replace(base, mask_ratio_nonzero=0.5),
@@ -157,6 +159,9 @@ def sweep_variants() -> dict[str, Any]:
         "mlp read-out": replace(base, cell_reconstruction_query="mlp"),
         "tied read-out width 32": replace(base, cell_reconstruction_query="tied", encoder_dim=32),
         "width 32": replace(base, encoder_dim=32),
+        "tied read-out width 32 80 passes": replace(
+            base, cell_reconstruction_query="tied", encoder_dim=32, min_epochs=80
+        ),
     }
 
 
