@@ -16,7 +16,9 @@ in three settings, alternating, in the same process:
 
 All settings share the decoder's single gene-embedding lookup (it replaced two, with identical
 results, and cannot be switched off). The full recipe's time follows from the per-step figure
-and the recipe's step count, printed at the end.
+and the recipe's step count, printed at the end. The header also prints the share of the host's
+CPU time stolen by other guests while the settings ran (Linux): on a shared VM the same demo
+took 2 min 54 s and 3 min 52 s on one day, and steps of different days compare only beside it.
 
     python benchmarks/bench_recipe_speed.py --threads 2
 """
@@ -30,6 +32,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from unittest import mock
 
 import torch
@@ -59,6 +62,31 @@ def torch_defaults(model) -> Iterator[None]:
     finally:
         for parent, name, child in swapped:
             setattr(parent, name, child)
+
+
+def cpu_counters(stat: Path = Path("/proc/stat")) -> list[int] | None:
+    """The host's cumulative CPU-time counters (Linux ``/proc/stat``), ``None`` where absent."""
+    try:
+        line = stat.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = line.split()
+    return [int(v) for v in fields[1:9]] if fields and fields[0] == "cpu" else None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of the CPU time between two readings that the hypervisor gave to other guests.
+
+    On a shared VM, *steal* is time this guest wanted to run but the host ran someone else;
+    when it is high, every step is slower for reasons outside the code, so the figures of two
+    days are only comparable beside it. ``None`` without ``/proc/stat`` readings.
+    """
+    if before is None or after is None:
+        return None
+    # the counters: user, nice, system, idle, iowait, irq, softirq, steal
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(spent)
+    return spent[7] / total if total > 0 else None
 
 
 def seconds_per_step(adata, recipe, epochs: int, baseline: bool, seed: int) -> float:
@@ -96,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "recipe": (SMALL_DATA_RECIPE, False),
     }
     times: dict[str, list[float]] = {name: [] for name in settings}
+    counters_before = cpu_counters()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(adata)
@@ -103,12 +132,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             for name, (recipe, baseline) in settings.items():
                 step = seconds_per_step(adata, recipe, args.epochs, baseline, repeat)
                 times[name].append(step)
+    steal = steal_share(counters_before, cpu_counters())
     medians = {name: statistics.median(values) for name, values in times.items()}
     n_steps = SMALL_DATA_RECIPE.epochs_for(adata.n_obs) * SMALL_DATA_RECIPE.steps_per_epoch(
         adata.n_obs
     )
     print(f"# {adata.n_obs} pbmc68k cells, recipe model, {args.threads} thread(s), "
           f"{args.epochs} epochs x {args.repeats} repeats, torch {torch.__version__}")  # fmt: skip
+    shown = "not measured (no /proc/stat)" if steal is None else f"{100 * steal:.1f}%"
+    print(f"# host CPU time stolen by other guests during the runs: {shown}")
     print("| setting | ms/step | vs torch defaults | recipe training (s) |")
     print("|---|---|---|---|")
     base = medians["torch defaults"]

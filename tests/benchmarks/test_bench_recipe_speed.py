@@ -18,6 +18,7 @@ def test_recipe_speed_benchmark_times_every_setting(load_script, capsys):
     out = capsys.readouterr().out
     assert "| torch defaults |" in out
     assert "vs torch defaults" in out
+    assert "# host CPU time stolen by other guests during the runs: " in out
 
 
 def test_the_baseline_setting_swaps_the_dropouts_and_puts_them_back(load_script):
@@ -35,3 +36,18 @@ def test_the_baseline_setting_swaps_the_dropouts_and_puts_them_back(load_script)
     with bench.torch_defaults(model):
         assert kinds() == {nn.Dropout}
     assert kinds() == {Dropout}
+
+
+def test_steal_share_reads_the_eighth_counter_of_the_cpu_line(load_script, tmp_path):
+    bench = load_script("bench_recipe_speed", SCRIPT)
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 10 50 0 0 0 40 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    before = bench.cpu_counters(stat)
+    assert before == [100, 0, 10, 50, 0, 0, 0, 40]
+    after = [190, 0, 10, 50, 0, 0, 0, 50]  # 90 user, 10 stolen
+    assert bench.steal_share(before, after) == 0.1
+    assert bench.steal_share(before, before) is None  # no time passed
+    assert bench.steal_share(None, after) is None
+    assert bench.cpu_counters(tmp_path / "absent") is None
+    stat.write_text("intr 1 2 3\n")
+    assert bench.cpu_counters(stat) is None
