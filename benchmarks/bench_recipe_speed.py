@@ -71,7 +71,9 @@ def cpu_counters(stat: Path = Path("/proc/stat")) -> list[int] | None:
     except (OSError, IndexError):
         return None
     fields = line.split()
-    return [int(v) for v in fields[1:9]] if fields and fields[0] == "cpu" else None
+    if len(fields) < 9 or fields[0] != "cpu":  # kernels before 2.6.11 count no steal
+        return None
+    return [int(v) for v in fields[1:9]]
 
 
 def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:

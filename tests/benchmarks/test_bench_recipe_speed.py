@@ -49,5 +49,6 @@ def test_steal_share_reads_the_eighth_counter_of_the_cpu_line(load_script, tmp_p
     assert bench.steal_share(before, before) is None  # no time passed
     assert bench.steal_share(None, after) is None
     assert bench.cpu_counters(tmp_path / "absent") is None
-    stat.write_text("intr 1 2 3\n")
-    assert bench.cpu_counters(stat) is None
+    for text in ("intr 1 2 3\n", "cpu  1 2 3 4 5 6 7\n"):  # not the cpu line; no steal counter
+        stat.write_text(text)
+        assert bench.cpu_counters(stat) is None
