@@ -38,7 +38,14 @@ from xtrimogene_sc.model import SMALL_DATA_RECIPE, TrainingRecipe
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
     sys.path.insert(0, str(ROOT))
-from benchmarks.bench_perturbation import gears_folds, program_probe, split, synthetic  # noqa: E402
+from benchmarks.bench_perturbation import (  # noqa: E402
+    gears_folds,
+    pretrain_backbone,
+    program_probe,
+    split,
+    synthetic,
+    untrained_backbone,
+)
 
 
 def variants() -> dict[str, TrainingRecipe | None]:
@@ -55,18 +62,11 @@ def variants() -> dict[str, TrainingRecipe | None]:
 
 
 def backbone(recipe: TrainingRecipe | None, train, epochs: int) -> xtg.XTrimoGene:
-    """``recipe`` pretrained on ``train`` for ``epochs`` epochs (untrained for ``None``)."""
-    data = train.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        xtg.XTrimoGene.setup_anndata(data)
-    torch.manual_seed(0)
+    """``recipe`` pretrained on ``train`` for ``epochs`` epochs, as the perturbation benchmark
+    pretrains its backbone (for ``None``: the recipe's architecture, untrained)."""
     if recipe is None:
-        return SMALL_DATA_RECIPE.build(data)
-    return recipe.pretrain(
-        data, max_epochs=epochs, enable_progress_bar=False, enable_model_summary=False,
-        logger=False,
-    )  # fmt: skip
+        return untrained_backbone(SMALL_DATA_RECIPE)
+    return pretrain_backbone(train, recipe, epochs)
 
 
 def probe_table(scores: dict[str, list[float]], seeds: list[int], chance: float) -> str:
@@ -99,7 +99,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     start = time.perf_counter()
     adata = synthetic(args)["adata"]
-    chosen = {name: variants()[name] for name in args.variants}
+    every = variants()
+    chosen = {name: every[name] for name in args.variants}
     scores: dict[str, list[float]] = {name: [] for name in chosen}
     for fold in gears_folds(adata, args.seeds):
         train = split(adata, fold)[0]

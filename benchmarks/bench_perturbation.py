@@ -37,7 +37,12 @@ import pandas as pd
 import torch
 
 import xtrimogene_sc as xtg
-from xtrimogene_sc.model import SMALL_DATA_RECIPE, PerturbationBaseline, XTrimoGenePerturbation
+from xtrimogene_sc.model import (
+    SMALL_DATA_RECIPE,
+    PerturbationBaseline,
+    TrainingRecipe,
+    XTrimoGenePerturbation,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
@@ -182,15 +187,29 @@ def split(adata: ad.AnnData, fold: dict) -> tuple[ad.AnnData, ad.AnnData, ad.Ann
 def pretrain(train: ad.AnnData, args: argparse.Namespace) -> xtg.XTrimoGene:
     if args.pretrained is not None:
         return xtg.XTrimoGene.load(args.pretrained)
+    return pretrain_backbone(train, SMALL_DATA_RECIPE, args.pretrain_epochs)
+
+
+def pretrain_backbone(
+    train: ad.AnnData, recipe: TrainingRecipe, epochs: int | None
+) -> xtg.XTrimoGene:
+    """``recipe``'s model pretrained on a copy of ``train`` from ``torch.manual_seed(0)``
+    (``epochs=None``: the recipe's own schedule)."""
     data = train.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(data)
     torch.manual_seed(0)
-    return SMALL_DATA_RECIPE.pretrain(
-        data, max_epochs=args.pretrain_epochs, enable_progress_bar=False,
-        enable_model_summary=False, logger=False,
+    return recipe.pretrain(
+        data, max_epochs=epochs, enable_progress_bar=False, enable_model_summary=False,
+        logger=False,
     )  # fmt: skip
+
+
+def untrained_backbone(recipe: TrainingRecipe) -> xtg.XTrimoGene:
+    """``recipe``'s architecture with the initial weights of ``torch.manual_seed(0)``."""
+    torch.manual_seed(0)
+    return xtg.XTrimoGene(None, preset=recipe.preset, **recipe.config_overrides())
 
 
 def program_probe(backbone: xtg.XTrimoGene, adata: ad.AnnData) -> float:
@@ -220,10 +239,7 @@ def run_methods(train, ctrl, observed, fold, args) -> tuple[list[dict], float]:
             rows.append({"category": "", "method": "program probe, pretrained backbone",
                          "probe": program_probe(backbone, train)})  # fmt: skip
     if CONTROL_MODEL in args.methods:
-        torch.manual_seed(0)
-        untrained = xtg.XTrimoGene(  # the backbone's architecture, untrained
-            None, preset=SMALL_DATA_RECIPE.preset, **SMALL_DATA_RECIPE.config_overrides()
-        )
+        untrained = untrained_backbone(SMALL_DATA_RECIPE)
         predictors[CONTROL_MODEL] = lambda: _model(train, untrained, args)
         if "program" in train.var:
             rows.append({"category": "", "method": "program probe, untrained backbone",
