@@ -79,7 +79,7 @@ def test_annotate_accepts_a_classifier(fitted, labelled):
 
 
 def test_classifier_input_errors(trained_tiny_model, labelled, tmp_path):
-    with pytest.raises(ValueError, match="n_trainable_layers must lie in"):
+    with pytest.raises(ValueError, match=r"n_trainable_layers must be an integer in \[0, "):
         XTrimoGeneClassifier(trained_tiny_model, n_trainable_layers=99)
     clf = XTrimoGeneClassifier(trained_tiny_model)
     with pytest.raises(RuntimeError, match="not trained"):

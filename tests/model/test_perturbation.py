@@ -303,3 +303,12 @@ def test_gene_outside_the_backbone_panel_is_predicted_with_a_warning(sim):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         model.predict(ctrl, [perturbed[1]], aggregate="mean")  # a panel gene: no warning
+
+
+@pytest.mark.parametrize("pooling", ["max_all_tokens", "depth_tokens", "mean"])
+def test_every_backbone_pooling_gives_a_cell_state(sim, pooling):
+    model = XTrimoGenePerturbation(sim, backbone=_backbone(), hidden_dim=16, pooling=pooling)
+    model.train(max_steps=3, batch_size=8)
+    ctrl = sim[(sim.obs["condition"] == "ctrl").to_numpy()][:20].copy()
+    pred = model.predict(ctrl, conditions=[model.training_conditions[0]], aggregate="mean")
+    assert np.isfinite(pred.X).all()

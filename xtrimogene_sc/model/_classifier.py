@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from scipy.special import softmax
 
+from xtrimogene_sc._arguments import require_positive_int, require_real
 from xtrimogene_sc.data import GeneVocab, check_counts
 from xtrimogene_sc.data._checks import layer_matrix
 from xtrimogene_sc.data._labels import usable_labels
@@ -26,10 +27,11 @@ from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
 from xtrimogene_sc.model._model import XTrimoGene
 from xtrimogene_sc.module._classifier import ClassifierModule
-from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+from xtrimogene_sc.module._freezing import check_trainable_layers
+from xtrimogene_sc.module._module import XTrimoGeneModule
+from xtrimogene_sc.module._pooling import Pooling, check_pooling
 from xtrimogene_sc.train._calibration import calibration_split, fit_temperature
 from xtrimogene_sc.train._finetune import fit_classifier
-from xtrimogene_sc.train._guard import require_positive_int, require_real
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -83,10 +85,11 @@ class XTrimoGeneClassifier:
         if isinstance(model, str | Path):
             model = XTrimoGene.load(model)
         source = model if isinstance(model, XTrimoGeneModule) else model.module
+        check_trainable_layers(n_trainable_layers, source.config)
+        check_pooling(pooling, source.config)
+        require_positive_int("hidden_dim", hidden_dim)
+        require_real("dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)")
         depth = source.config.encoder_depth
-        if not 0 <= n_trainable_layers <= depth:
-            msg = f"n_trainable_layers must lie in [0, {depth}] (encoder depth), got {n_trainable_layers}"
-            raise ValueError(msg)
         self.backbone = copy.deepcopy(source)
         tuned = (f"encoder_blocks.{depth - i - 1}." for i in range(n_trainable_layers))
         prefixes = (*tuned, "encoder_norm.") if n_trainable_layers else ()

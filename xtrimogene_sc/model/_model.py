@@ -31,7 +31,8 @@ from xtrimogene_sc.model._precision import Precision, inference_precision
 from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin
 from xtrimogene_sc.model._scfoundation import load_scfoundation
 from xtrimogene_sc.module._config import XTrimoGeneConfig
-from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+from xtrimogene_sc.module._module import XTrimoGeneModule
+from xtrimogene_sc.module._pooling import Pooling, check_pooling
 from xtrimogene_sc.train._guard import check_train_args, check_training_cells, guarded_fit
 from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
 
@@ -134,8 +135,10 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         self._default_pooling = pooling
 
     def _pooling_or_default(self, pooling: Pooling | None) -> Pooling:
-        """``pooling``, or :attr:`default_pooling` when it is ``None``."""
-        return self.default_pooling if pooling is None else pooling
+        """``pooling``, or :attr:`default_pooling` when it is ``None``; checked before any work."""
+        chosen = self.default_pooling if pooling is None else pooling
+        check_pooling(chosen, self.config)
+        return chosen
 
     # ------------------------------------------------------------------ data registration
     @classmethod

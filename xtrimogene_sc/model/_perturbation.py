@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xtrimogene_sc._arguments import require_positive_int, require_real
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._tokenize import tokenize_counts
 from xtrimogene_sc.data._vocab import GeneVocab
@@ -37,7 +38,9 @@ from xtrimogene_sc.model._perturbation_train import (
     frozen_states,
     live_states,
 )
-from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+from xtrimogene_sc.module._freezing import check_trainable_layers
+from xtrimogene_sc.module._module import XTrimoGeneModule
+from xtrimogene_sc.module._pooling import Pooling, check_pooling
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -117,10 +120,12 @@ class XTrimoGenePerturbation(PerturbationPredictor):
     ) -> None:
         super().__init__(adata)
         source = load_backbone(backbone)
-        depth = source.config.encoder_depth
-        if not 0 <= n_trainable_layers <= depth:
-            msg = f"n_trainable_layers must lie in [0, {depth}] (encoder depth), got {n_trainable_layers}"
-            raise ValueError(msg)
+        check_trainable_layers(n_trainable_layers, source.config)
+        check_pooling(pooling, source.config)
+        require_positive_int("hidden_dim", hidden_dim)
+        require_real("dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)")
+        require_real("transfer_prob", transfer_prob, lambda v: 0 <= v <= 1, "in [0, 1]")
+        require_positive_int("context_cells", context_cells)
         if gene_representation not in ("static", "context", "both"):
             msg = f"gene_representation must be 'static', 'context' or 'both', got {gene_representation!r}"
             raise ValueError(msg)

@@ -11,14 +11,14 @@ import torch
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._vocab import GeneVocab
 from xtrimogene_sc.model._perturbation_data import GeneSpace, PerturbationSetup
-from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.module._perturbation import PerturbationHead, PerturbationModule
+from xtrimogene_sc.module._pooling import Pooling, pooled_width
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
     from xtrimogene_sc.model._model import XTrimoGene
-    from xtrimogene_sc.module._config import XTrimoGeneConfig
 
 GeneRepresentation = Literal["static", "context", "both"]
 
@@ -35,15 +35,6 @@ def load_backbone(backbone: XTrimoGene | str | Path) -> XTrimoGene:
         )
         raise TypeError(msg)
     return backbone
-
-
-def _state_width(config: XTrimoGeneConfig, pooling: Pooling) -> int:
-    """Width of the pooled encoder output."""
-    width = {"max": 1, "mean": 1, "depth_tokens": 2, "concat": 4 if config.use_depth_tokens else 2}
-    if pooling not in width:
-        msg = f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean' or 'depth_tokens'"
-        raise ValueError(msg)
-    return width[pooling] * config.encoder_dim
 
 
 def build_module(
@@ -66,7 +57,7 @@ def build_module(
         seen_ids = torch.as_tensor(GeneVocab.default().positions(seen), dtype=torch.long)
         outputs = torch.as_tensor(genes.positions, dtype=torch.long)
     head = PerturbationHead(
-        state_dim=_state_width(backbone.config, pooling), n_genes=len(genes.positions),
+        state_dim=pooled_width(backbone.config, pooling), n_genes=len(genes.positions),
         seen=len(seen), hidden_dim=hidden_dim, dropout=dropout, gene_features=features,
         seen_ids=seen_ids, output_positions=outputs, transfer_prob=transfer_prob,
         interaction=interaction,

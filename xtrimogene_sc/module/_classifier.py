@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from xtrimogene_sc.module._batch import SparseCells
-from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
-
-POOLED_WIDTH = {"max": 1, "mean": 1, "max_all_tokens": 1, "depth_tokens": 2}
+from xtrimogene_sc.module._freezing import freeze_backbone
+from xtrimogene_sc.module._module import XTrimoGeneModule
+from xtrimogene_sc.module._pooling import Pooling, pooled_width
 
 
 class ClassifierModule(nn.Module):
@@ -27,9 +27,7 @@ class ClassifierModule(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
-        config = backbone.config
-        width = {**POOLED_WIDTH, "concat": 4 if config.use_depth_tokens else 2}
-        in_dim = width[pooling] * config.encoder_dim
+        in_dim = pooled_width(backbone.config, pooling)
         self.n_classes = n_classes
         self.head = nn.Sequential(
             nn.BatchNorm1d(in_dim, affine=False, eps=1e-6),
@@ -38,13 +36,7 @@ class ClassifierModule(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden_dim, n_classes),
         )
-        backbone.requires_grad_(False)
-        n_blocks = len(backbone.encoder_blocks)
-        self.trainable_blocks = list(range(n_blocks - n_trainable_layers, n_blocks))
-        for i in self.trainable_blocks:
-            backbone.encoder_blocks[i].requires_grad_(True)
-        if n_trainable_layers:
-            backbone.encoder_norm.requires_grad_(True)
+        self.trainable_blocks = freeze_backbone(backbone, n_trainable_layers)
 
     def train(self, mode: bool = True) -> ClassifierModule:
         """Only the head follows ``mode``; the encoder always runs without dropout.

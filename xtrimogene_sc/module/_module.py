@@ -12,9 +12,6 @@ decoder length (19,266 with depth tokens, else 19,264), ``De``/``Dd`` encoder/de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -22,33 +19,11 @@ from torch.utils.checkpoint import checkpoint
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._config import XTrimoGeneConfig
+from xtrimogene_sc.module._outputs import EncoderOutput, PretrainOutput
+from xtrimogene_sc.module._pooling import Pooling, check_pooling, masked_mean, pool_tokens
 from xtrimogene_sc.nn._blocks import DecoderBlock, EncoderBlock
 from xtrimogene_sc.nn._embedding import AutoDiscretizationEmbedding
 from xtrimogene_sc.nn._masking import cap_kept_entries, pack_rows, sample_masks, sort_entries
-
-Pooling = Literal["concat", "max", "mean", "depth_tokens", "max_all_tokens"]
-
-
-@dataclass
-class EncoderOutput:
-    """Encoder hidden states with their positions and padding mask."""
-
-    hidden: torch.Tensor  # (B, K, De)
-    positions: torch.Tensor  # (B, K) vocabulary positions, PAD_POS at padding
-    valid: torch.Tensor  # (B, K) True for real tokens
-
-
-@dataclass
-class PretrainOutput:
-    """Masked-regression result of one training forward pass."""
-
-    loss: torch.Tensor  # the training objective: ``masked_mse`` plus any cell-level terms
-    n_masked: int
-    prediction: torch.Tensor  # (n_masked,)
-    target: torch.Tensor  # (n_masked,)
-    rows: torch.Tensor  # (n_masked,) cell of each masked entry
-    positions: torch.Tensor  # (n_masked,) vocabulary position of each masked entry
-    masked_mse: torch.Tensor  # the masked regression alone (what the reconstruction error reports)
 
 
 class XTrimoGeneModule(nn.Module):
@@ -192,34 +167,10 @@ class XTrimoGeneModule(nn.Module):
     def embed_cells(self, cells: SparseCells, pooling: Pooling = "concat") -> torch.Tensor:
         """Cell embeddings from the encoder, pooled with explicit masks (batch-size independent).
 
-        ``"concat"`` is the reference recipe ``[S, T, max, mean]`` (4 x De; ``[max, mean]`` without
-        depth tokens); ``"max"``/``"mean"`` pool over gene tokens; ``"depth_tokens"`` is ``[S, T]``;
-        ``"max_all_tokens"`` is the reference ``pool_type='max'``: a maximum over every encoder
-        token, T and S included (De wide).
+        See :func:`~xtrimogene_sc.module._pooling.pool_tokens` for the poolings.
         """
-        out = self.encode(self.select_inputs(cells))
-        if pooling == "max_all_tokens":
-            return _masked_max(out.hidden, out.valid)
-        gene_tokens = out.valid & (out.positions < TOKENS.N_GENES)
-        pieces: list[torch.Tensor] = []
-        if pooling in ("concat", "depth_tokens"):
-            if not self.config.use_depth_tokens:
-                if pooling == "depth_tokens":
-                    msg = "pooling='depth_tokens' needs a model trained with use_depth_tokens=True"
-                    raise ValueError(msg)
-            else:
-                pieces += [_token_at(out, TOKENS.S_POS), _token_at(out, TOKENS.T_POS)]
-        if pooling in ("concat", "max"):
-            pieces.append(_masked_max(out.hidden, gene_tokens))
-        if pooling in ("concat", "mean"):
-            pieces.append(_masked_mean(out))
-        if not pieces:
-            msg = (
-                f"unknown pooling {pooling!r}; use 'concat', 'max', 'mean', 'depth_tokens' or "
-                "'max_all_tokens'"
-            )
-            raise ValueError(msg)
-        return torch.cat(pieces, dim=-1)
+        check_pooling(pooling, self.config)
+        return pool_tokens(self.encode(self.select_inputs(cells)), pooling, self.config)
 
     # ------------------------------------------------------------------ decoder
     def _project(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -363,7 +314,7 @@ class XTrimoGeneModule(nn.Module):
         dense[target.row_ids(), target.pos] = target.value.float()
         # a sparse gradient: the rows of the scored genes only, added to the encoder's dense one
         genes = nn.functional.embedding(scored, self.gene_embedding.weight, sparse=True)
-        cell = _masked_mean(enc).float()  # (B, De)
+        cell = masked_mean(enc).float()  # (B, De)
         if self.cell_gain is not None:
             prediction = self._tied_prediction(cell, genes.float())
         else:
@@ -417,7 +368,7 @@ class XTrimoGeneModule(nn.Module):
     def _contrastive_loss(self, view_a: EncoderOutput, view_b: EncoderOutput) -> torch.Tensor:
         """Symmetric InfoNCE between the pooled embeddings of two views of the same cells."""
         za, zb = (
-            nn.functional.normalize(self.contrastive_head(_masked_mean(v)).float(), dim=-1)
+            nn.functional.normalize(self.contrastive_head(masked_mean(v)).float(), dim=-1)
             for v in (view_a, view_b)
         )
         logits = za @ zb.T / self.config.contrastive_temperature
@@ -457,24 +408,6 @@ class XTrimoGeneModule(nn.Module):
         z, flag = packed[..., :-1], packed[..., -1] > 0.5
         prediction = self._predict(self._run_decoder(z, valid))  # (B, K')
         return prediction[flag]  # row-major order == (row, pos) sorted order of the masked entries
-
-
-def _masked_max(hidden: torch.Tensor, include: torch.Tensor) -> torch.Tensor:
-    """Maximum of ``hidden`` ``(B, K, D)`` over the tokens where ``include`` ``(B, K)`` is True."""
-    neg_inf = torch.finfo(hidden.dtype).min
-    return hidden.masked_fill(~include[..., None], neg_inf).amax(dim=1)
-
-
-def _masked_mean(out: EncoderOutput) -> torch.Tensor:
-    """Mean hidden state over each row's gene tokens (zeros for a row without one) ``(B, De)``."""
-    weights = (out.valid & (out.positions < TOKENS.N_GENES))[..., None].to(out.hidden.dtype)
-    return (out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
-def _token_at(out: EncoderOutput, position: int) -> torch.Tensor:
-    """Hidden state of the token at vocabulary ``position`` in each row ``(B, De)``."""
-    slot = (out.positions == position).to(torch.long).argmax(dim=1)
-    return out.hidden[torch.arange(out.hidden.shape[0], device=slot.device), slot]
 
 
 def _lookup(cells: SparseCells, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from xtrimogene_sc.module._batch import SparseCells
-from xtrimogene_sc.module._module import Pooling, XTrimoGeneModule
+from xtrimogene_sc.module._freezing import freeze_backbone
+from xtrimogene_sc.module._module import XTrimoGeneModule
+from xtrimogene_sc.module._pooling import Pooling
 
 
 def _mlp(in_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
@@ -229,12 +231,7 @@ class PerturbationModule(nn.Module):
         state_dim = head.state_encoder[0].in_features
         self.register_buffer("state_mean", torch.zeros(state_dim))
         self.register_buffer("state_scale", torch.ones(state_dim))
-        backbone.requires_grad_(False)
-        n_blocks = len(backbone.encoder_blocks)
-        for i in range(n_blocks - n_trainable_layers, n_blocks):
-            backbone.encoder_blocks[i].requires_grad_(True)
-        if n_trainable_layers:
-            backbone.encoder_norm.requires_grad_(True)
+        freeze_backbone(backbone, n_trainable_layers)
         self.n_trainable_layers = n_trainable_layers
 
     def train(self, mode: bool = True) -> PerturbationModule:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
     from xtrimogene_sc.model import XTrimoGene
-    from xtrimogene_sc.module._module import Pooling
+    from xtrimogene_sc.module._pooling import Pooling
 
 logger = logging.getLogger(__name__)
 

@@ -13,15 +13,20 @@ in place before training is restored.
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from numbers import Integral, Real
 from typing import Any
 
 from lightning.pytorch.trainer.states import TrainerStatus
+
+from xtrimogene_sc._arguments import (
+    require_int_in,
+    require_learning_rates,
+    require_positive_int,
+    require_real,
+)
 
 _SCVI_NOISE = "Exception raised during training."
 
@@ -55,10 +60,8 @@ def check_train_args(
     default = f" (or None for the default, {default_max_epochs(n_obs)} for {n_obs:,} cells)"
     require_positive_int("max_epochs", max_epochs, default)
     require_positive_int("batch_size", batch_size)
-    if not isinstance(num_workers, Integral) or isinstance(num_workers, bool) or num_workers < 0:
-        _fail("num_workers", num_workers, "an integer >= 0")
-    require_real("lr", lr, lambda v: v > 0, "a finite number > 0")
-    require_real("weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
+    require_int_in("num_workers", num_workers, 0, None)
+    require_learning_rates(lr, weight_decay)
     require_real("warmup_fraction", warmup_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
     require_real("train_size", train_size, lambda v: 0 < v <= 1, "in (0, 1]")
     if gradient_clip_val is not None:
@@ -74,28 +77,6 @@ def check_training_cells(n_train: int, n_obs: int, train_size: float) -> None:
             f"{n_obs} cells leaves none (the rest validates); add cells or pass train_size=1.0"
         )
         raise ValueError(msg)
-
-
-def require_positive_int(name: str, value: Any, note: str = "") -> None:
-    """Refuse ``value`` unless it is an integer >= 1 (``bool`` is not one)."""
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        _fail(name, value, f"a positive integer{note}")
-
-
-def require_real(name: str, value: Any, ok: Any, allowed: str) -> None:
-    """Refuse ``value`` unless it is a finite real number for which ``ok(value)`` holds."""
-    if (
-        not isinstance(value, Real)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or not ok(value)
-    ):
-        _fail(name, value, allowed)
-
-
-def _fail(name: str, value: Any, allowed: str) -> None:
-    msg = f"{name} must be {allowed}, got {value!r}"
-    raise ValueError(msg)
 
 
 @contextlib.contextmanager
