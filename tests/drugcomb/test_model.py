@@ -99,7 +99,7 @@ def test_save_and_load_roundtrip(trained, synthetic, tmp_path):
             model.save(path)
         model.save(path, overwrite=True)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left over
-    with pytest.raises(FileNotFoundError, match="not a saved DrugCombinationModel"):
+    with pytest.raises(FileNotFoundError, match="nothing: no such model directory"):
         DrugCombinationModel.load(tmp_path / "nothing")
 
 

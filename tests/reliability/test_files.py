@@ -14,8 +14,8 @@ import pytest
 from reliability_support import TINY, cells, quiet, tiny_model, write_h5ad_files
 
 import xtrimogene_sc as xtg
+from xtrimogene_sc.base import _atomic as model_io
 from xtrimogene_sc.model import CheckpointError
-from xtrimogene_sc.model import _io as model_io
 from xtrimogene_sc.pretrain import PretrainConfig, preprocess_h5ad, pretrain
 from xtrimogene_sc.pretrain._manifest import read_manifest
 

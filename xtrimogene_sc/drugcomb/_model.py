@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,21 +10,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from xtrimogene_sc.base._saved import load_checked, load_state_checked, save_checked
 from xtrimogene_sc.drugcomb._data import COLUMNS
 from xtrimogene_sc.drugcomb._module import Architecture, SynergyConfig, SynergyModule
 from xtrimogene_sc.drugcomb._splits import random_folds
 from xtrimogene_sc.drugcomb._tables import cell_features, drug_features, lookup
 from xtrimogene_sc.drugcomb._training import IndexedRows, fit, forward_all
-from xtrimogene_sc.model._io import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    _json_default,
-    load_state_checked,
-    save_files_atomically,
-)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -34,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 Task = Literal["classification", "regression"]
 _KIND = "xtrimogene_drug_combination"
-_FORMAT_VERSION = 1
 
 
 class DrugCombinationModel:
@@ -263,6 +254,9 @@ class DrugCombinationModel:
     def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
         """Write weights and feature tables (safetensors) and settings (json) atomically.
 
+        The directory is checksummed like every saved model of this package: a file changed
+        after saving is refused by :meth:`load`.
+
         Parameters
         ----------
         dir_path
@@ -271,22 +265,16 @@ class DrugCombinationModel:
             Replace an existing directory.
         """
         meta = {
-            "format_version": _FORMAT_VERSION, "kind": _KIND, "task": self.task,
-            "config": self.module.config.to_dict(), "cell_key": self.cell_key,
+            "task": self.task, "config": self.module.config.to_dict(), "cell_key": self.cell_key,
             "featurization": self.featurization, "drugs": list(self.drug_names),
             "cell_lines": list(self.cell_names), "target_mean": self.target_mean,
             "target_std": self.target_std, "is_trained": self.is_trained,
             "history": self.history.to_dict(orient="list"),
         }  # fmt: skip
-        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-
-        def write(staging: Path) -> list[str]:
-            save_file(state, str(staging / WEIGHTS_FILE))
-            text = json.dumps(meta, indent=2, default=_json_default)
-            (staging / CONFIG_FILE).write_text(text)
-            return [WEIGHTS_FILE, CONFIG_FILE]
-
-        save_files_atomically(dir_path, write, overwrite=overwrite)
+        save_checked(
+            dir_path, kind=_KIND, meta=meta, state_dict=self.module.state_dict(),
+            overwrite=overwrite,
+        )  # fmt: skip
 
     @classmethod
     def load(cls, dir_path: str | Path) -> DrugCombinationModel:
@@ -297,15 +285,7 @@ class DrugCombinationModel:
         dir_path
             Directory written by :meth:`save`.
         """
-        source = Path(dir_path)
-        if not (source / CONFIG_FILE).exists() or not (source / WEIGHTS_FILE).exists():
-            msg = f"{source} is not a saved DrugCombinationModel (no {CONFIG_FILE}/{WEIGHTS_FILE})"
-            raise FileNotFoundError(msg)
-        meta = json.loads((source / CONFIG_FILE).read_text())
-        if meta.get("kind") != _KIND or meta.get("format_version") != _FORMAT_VERSION:
-            msg = f"{source} does not hold a DrugCombinationModel of format {_FORMAT_VERSION}"
-            raise ValueError(msg)
-        state = load_file(str(source / WEIGHTS_FILE))
+        meta, state = load_checked(dir_path, kind=_KIND)
         model = cls.__new__(cls)
         model.task, model.cell_key = meta["task"], meta["cell_key"]
         model.featurization = meta["featurization"]

@@ -20,11 +20,12 @@ import torch
 from scipy.special import softmax
 
 from xtrimogene_sc._arguments import require_positive_int, require_real
+from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data import GeneVocab, check_counts
 from xtrimogene_sc.data._checks import layer_matrix
 from xtrimogene_sc.data._labels import usable_labels
 from xtrimogene_sc.model._inference import iter_batches
-from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
+from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._model import XTrimoGene
 from xtrimogene_sc.module._classifier import ClassifierModule
 from xtrimogene_sc.module._freezing import check_trainable_layers
@@ -257,7 +258,6 @@ class XTrimoGeneClassifier:
         """Write weights (safetensors), config and labels (json) atomically to ``dir_path``."""
         module = self._trained()
         extra = {
-            "kind": _KIND,
             "classes": [str(c) for c in self.classes_],
             "labels_key": self.labels_key,
             "temperature": self.temperature_,
@@ -269,7 +269,7 @@ class XTrimoGeneClassifier:
         }  # fmt: skip
         save_directory(
             dir_path, config=self.backbone.config, state_dict=module.state_dict(),
-            vocab=GeneVocab.default(), extra=extra, overwrite=overwrite,
+            vocab=GeneVocab.default(), extra=extra, kind=_KIND, overwrite=overwrite,
         )  # fmt: skip
 
     @classmethod
@@ -277,10 +277,7 @@ class XTrimoGeneClassifier:
         cls, dir_path: str | Path, *, device: str | torch.device = "cpu"
     ) -> XTrimoGeneClassifier:
         """Load a classifier written by :meth:`save` (no pickle is read)."""
-        config, state_dict, _, meta = load_directory(dir_path)
-        if meta.get("kind") != _KIND:
-            msg = f"{dir_path} holds a pretrained model, not a classifier; use XTrimoGene.load"
-            raise ValueError(msg)
+        config, state_dict, _, meta = load_directory(dir_path, kind=_KIND)
         classifier = cls(XTrimoGeneModule(config), **meta["head"])
         module = classifier._build(np.asarray(meta["classes"], dtype=object))
         load_state_checked(module, state_dict)

@@ -17,6 +17,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
+from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data._checks import check_counts, layer_matrix
 from xtrimogene_sc.data._datamodule import CellDataModule
 from xtrimogene_sc.data._labels import check_obs_key
@@ -26,7 +27,7 @@ from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
 from xtrimogene_sc.model import _gene_embeddings
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._inference import iter_batches
-from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
+from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._precision import Precision, inference_precision
 from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin
 from xtrimogene_sc.model._scfoundation import load_scfoundation
@@ -562,7 +563,9 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         adata: AnnData | None = None,
         accelerator: str = "cpu",
         device: int | str = "auto",
-        **kwargs: Any,
+        *,
+        key: str = "cell",
+        allow_pickle: bool = False,
     ) -> XTrimoGene:
         """Load a model saved by :meth:`save`, or a released scFoundation ``.ckpt`` file.
 
@@ -571,18 +574,20 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         dir_path
             Directory written by :meth:`save` or by the pretraining export (no pickle is read),
             or a checkpoint file in the released scFoundation layout, which is passed to
-            :meth:`from_scfoundation` with ``key``/``allow_pickle`` from ``kwargs``.
+            :meth:`from_scfoundation` with ``key`` and ``allow_pickle``. A directory of
+            another kind (a classifier, a perturbation model) is refused with the loader to use.
         adata
             Optional AnnData to attach; it is set up with the saved arguments if needed.
         accelerator, device
             Where to put the weights: ``"cpu"`` or ``"gpu"``/``"cuda"`` and a device index.
-        **kwargs
-            ``key`` and ``allow_pickle`` for a scFoundation checkpoint file.
+        key, allow_pickle
+            For a scFoundation checkpoint file, see :meth:`from_scfoundation`.
         """
         if Path(dir_path).is_file():
             return cls.from_scfoundation(
-                dir_path, adata=adata, accelerator=accelerator, device=device, **kwargs
-            )
+                dir_path, key, adata, allow_pickle=allow_pickle, accelerator=accelerator,
+                device=device,
+            )  # fmt: skip
         config, state_dict, _, meta = load_directory(dir_path)
         model = cls._with_weights(adata, config, state_dict, meta.get("setup_args", {}))
         model.is_trained_ = bool(meta.get("is_trained", True))

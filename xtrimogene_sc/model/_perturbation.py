@@ -14,10 +14,11 @@ import torch
 
 from xtrimogene_sc._arguments import require_positive_int, require_real
 from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data._tokenize import tokenize_counts
 from xtrimogene_sc.data._vocab import GeneVocab
 from xtrimogene_sc.model._inference import iter_batches
-from xtrimogene_sc.model._io import load_directory, load_state_checked, save_directory
+from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._perturbation_base import ControlCells, PerturbationPredictor
 from xtrimogene_sc.model._perturbation_data import (
     Condition,
@@ -315,7 +316,6 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         """Write weights (safetensors) and settings (json) atomically to ``dir_path``."""
         self._profiles()
         extra = {
-            "kind": _KIND,
             "setup": self.setup.to_dict(),
             "genes": self.genes.positions.tolist(),
             "seen": self.seen_,
@@ -326,7 +326,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         }
         save_directory(
             dir_path, config=self.module.backbone.config, state_dict=self.module.state_dict(),
-            vocab=GeneVocab.default(), extra=extra, overwrite=overwrite,
+            vocab=GeneVocab.default(), extra=extra, kind=_KIND, overwrite=overwrite,
         )  # fmt: skip
 
     def _gene_feature_dim(self) -> int:
@@ -348,10 +348,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         device
             Where to put the weights.
         """
-        config, state_dict, _, meta = load_directory(dir_path)
-        if meta.get("kind") != _KIND:
-            msg = f"{dir_path} does not hold a perturbation model (kind {meta.get('kind')!r})"
-            raise ValueError(msg)
+        config, state_dict, _, meta = load_directory(dir_path, kind=_KIND)
         model = cls.__new__(cls)
         positions = np.asarray(meta["genes"], dtype=np.int64)
         names = GeneVocab.default().names[positions].astype(str)

@@ -15,7 +15,6 @@ sequence, and it cannot be learned for the reference batches without retraining 
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from torch import nn
 
-from xtrimogene_sc.model._io import CONFIG_FILE, load_state_checked
+from xtrimogene_sc.base._atomic import CONFIG_FILE
+from xtrimogene_sc.base._saved import load_state_checked, read_meta
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -115,8 +115,15 @@ class QueryMappingMixin:
 
 
 def _saved_setup_args(dir_path: str | Path) -> dict[str, Any]:
-    meta = json.loads((Path(dir_path) / CONFIG_FILE).read_text())
-    return dict(meta.get("setup_args", {}))
+    """The setup arguments a saved reference model was trained with (read before loading it)."""
+    path = Path(dir_path) / CONFIG_FILE
+    if not path.is_file():
+        msg = (
+            f"reference_model {str(dir_path)!r} is not a saved model directory (no {path.name} "
+            "there); pass a trained XTrimoGene or the directory XTrimoGene.save wrote"
+        )
+        raise FileNotFoundError(msg)
+    return dict(read_meta(path).get("setup_args", {}))
 
 
 def _setup_query(

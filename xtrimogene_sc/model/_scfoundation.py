@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.base._errors import CheckpointError
+from xtrimogene_sc.base._integrity import check_finite
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 
 VARIANTS = ("gene", "cell", "rde")
@@ -82,15 +84,6 @@ _MASK = "token_emb.emb_mask.weight"
 _REDRAW = "decoder.performer.calls_since_last_redraw"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint or saved model directory that cannot be read, does not fit, or was modified.
-
-    Raised for released ``.ckpt`` files that are truncated, need pickle or have wrong shapes, and
-    for model directories whose files are damaged or fail the checksums recorded at save time.
-    The message names the file and the problem.
-    """
-
-
 def read_checkpoint(
     path: str | Path, key: str = "cell", *, allow_pickle: bool = False
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -101,6 +94,14 @@ def read_checkpoint(
     ``allow_pickle=True``.
     """
     path = Path(path)
+    if path.is_dir():
+        saved = (path / "config.json").is_file()
+        what = "holds a model saved by xtrimogene_sc" if saved else "is a directory"
+        msg = (
+            f"{path} {what}; from_scfoundation reads a released scFoundation .ckpt file. Load a "
+            "directory written by save() with xtrimogene_sc.XTrimoGene.load"
+        )
+        raise IsADirectoryError(msg)
     if not path.is_file():
         msg = f"{path}: no such checkpoint file"
         raise FileNotFoundError(msg)
@@ -372,12 +373,15 @@ def load_scfoundation(
     ------
     FileNotFoundError
         ``path`` does not exist.
+    IsADirectoryError
+        ``path`` is a directory (a model saved by this package is read with ``XTrimoGene.load``).
     CheckpointError
-        Unreadable or truncated file, a file that needs pickle without ``allow_pickle``, another
-        layout, a config this package does not implement, or weights that do not fit.
+        Unreadable or truncated file, a file that needs pickle without ``allow_pickle``, NaN or
+        infinite weights, another layout, a config this package does not implement, or weights that do not fit.
     """
     merged, state = read_checkpoint(path, key, allow_pickle=allow_pickle)
     source = f"{path}[{key!r}]"
+    check_finite(state, source=source)
     config = to_config(merged, state, source=source)
     check_reference_shapes(state, config, source=source)
     converted = convert_state_dict(state, config, source=source)

@@ -15,13 +15,10 @@ import torch
 from torch import nn
 
 from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.base._atomic import CONFIG_FILE
+from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data._vocab import GeneVocab
-from xtrimogene_sc.model._io import (
-    CONFIG_FILE,
-    load_directory,
-    load_state_checked,
-    save_directory,
-)
+from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.pretrain._config import PretrainConfig

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from xtrimogene_sc.model._integrity import file_sha256
+from xtrimogene_sc.base._integrity import file_sha256
 
 from ._sources import H5adDirectorySource
 

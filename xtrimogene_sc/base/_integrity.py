@@ -1,6 +1,6 @@
 """Checksums of a saved model: the weights file and the configuration, verified on load.
 
-:func:`~xtrimogene_sc.model._io.save_directory` records, inside ``config.json``::
+:func:`~xtrimogene_sc.base._saved.save_checked` records, inside ``config.json``::
 
     "integrity": {"algorithm": "sha256",
                   "config": <sha256 of the canonical JSON of everything else in config.json>,
@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from xtrimogene_sc.model._scfoundation import CheckpointError
+import torch
+
+from xtrimogene_sc.base._errors import CheckpointError
 
 INTEGRITY_KEY = "integrity"
 ALGORITHM = "sha256"
@@ -83,3 +85,19 @@ def verify_file(path: Path, expected: str | None) -> None:
             f"{found[:12]}…, recorded {expected[:12]}…); nothing was loaded. {_FIX}"
         )
         raise CheckpointError(msg)
+
+
+def check_finite(state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Refuse weights holding NaN or infinity, naming the tensor.
+
+    Such weights load without complaint and then embed every cell as NaN.
+    """
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            msg = (
+                f"{source}: weight {name!r} holds {bad} NaN or infinite value(s) of "
+                f"{tensor.numel()}; the checkpoint is damaged or came from a diverged run, so "
+                "nothing was loaded"
+            )
+            raise CheckpointError(msg)
