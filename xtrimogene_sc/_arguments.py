@@ -45,6 +45,19 @@ def require_learning_rates(lr: Any, weight_decay: Any, backbone_lr: Any = None) 
     require_real("weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0")
 
 
+def require_fit_args(
+    *, lr: Any, weight_decay: Any, backbone_lr: Any = None, seed: Any = 0, **counts: Any
+) -> None:
+    """What every task model's ``train`` takes: counts >= 1, finite rates, an integer seed.
+
+    ``counts`` are the step or epoch budgets, batch sizes and patiences, each an integer >= 1.
+    """
+    for name, value in counts.items():
+        require_positive_int(name, value)
+    require_learning_rates(lr, weight_decay, backbone_lr)
+    require_int_in("seed", seed, 0, None)
+
+
 def fail(name: str, value: Any, allowed: str) -> None:
     """Raise the package's ``ValueError`` for a bad argument."""
     msg = f"{name} must be {allowed}, got {value!r}"

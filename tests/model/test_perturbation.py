@@ -171,7 +171,7 @@ def test_save_load_round_trip(trained, sim, tmp_path):
     assert loaded.training_conditions == trained.training_conditions
     with pytest.raises(ValueError, match="loaded without training data"):
         loaded.train(max_steps=1)
-    with pytest.raises(ValueError, match="not hold a perturbation model"):
+    with pytest.raises(ValueError, match="holds a pretrained model, not a perturbation model"):
         XTrimoGenePerturbation.load(_save_backbone(tmp_path))
 
 

@@ -330,6 +330,20 @@ def test_every_weight_survives_the_key_map(tmp_path):
         assert torch.equal(loaded[name], tensor), name
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_weight_is_refused_by_name(tmp_path, value):
+    from xtrimogene_sc.module import XTrimoGeneConfig, XTrimoGeneModule
+
+    checkpoint = _released_checkpoint(XTrimoGeneModule(XTrimoGeneConfig.preset("tiny")))
+    state = checkpoint["cell"]["state_dict"]
+    name = next(k for k in state if k.endswith("pos_emb.weight"))
+    state[name][3, 1] = value
+    with pytest.raises(
+        CheckpointError, match=rf"weight '{name.removeprefix('model.')}' holds 1 NaN or infinite"
+    ):
+        xtg.XTrimoGene.from_scfoundation(_write(tmp_path, checkpoint))
+
+
 _RSS_SCRIPT = """
 import sys, torch
 from xtrimogene_sc import XTrimoGene  # imported before measuring: the libraries are not weights

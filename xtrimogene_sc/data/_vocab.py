@@ -418,6 +418,13 @@ def _mismatch_hints(unmatched: np.ndarray, vocab: GeneVocab) -> str:
         hints.append(
             "many names look like Ensembl IDs; pass gene_symbols_key= with a var column of symbols"
         )
+    numbers = [n for n in unmatched if str(n).strip().lstrip("-").isdigit()]
+    if len(numbers) > 0.5 * max(len(unmatched), 1):
+        hints.append(
+            f"the gene names are integers (e.g. {[str(n) for n in numbers[:3]]}): the var index "
+            "was reset or the file was written without gene names; put HGNC symbols in "
+            "var_names, or pass gene_symbols_key= with the var column that holds them"
+        )
     if len(strings) < len(unmatched):
         hints.append(f"{len(unmatched) - len(strings):,} names are missing (NaN/None)")
     return "".join(f" Hint: {h}." for h in hints)

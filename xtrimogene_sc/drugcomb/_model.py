@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from xtrimogene_sc._arguments import require_fit_args, require_positive_int, require_real
 from xtrimogene_sc.base._saved import load_checked, load_state_checked, save_checked
 from xtrimogene_sc.drugcomb._data import COLUMNS
 from xtrimogene_sc.drugcomb._module import Architecture, SynergyConfig, SynergyModule
@@ -118,13 +119,25 @@ class DrugCombinationModel:
         )
 
     # ------------------------------------------------------------------ rows -> indices
-    def _indices(self, combinations: pd.DataFrame) -> tuple[torch.Tensor, ...]:
-        """Index tensors of the drugs and cell lines of each row; unknown names are refused."""
+    def _check_columns(self, combinations: Any, what: str, *, target: bool) -> None:
+        """Refuse a table without the columns this model reads, naming them."""
+        if not isinstance(combinations, pd.DataFrame):
+            msg = f"{what} must be a pandas DataFrame, got {type(combinations).__name__}"
+            raise TypeError(msg)
         needed = [COLUMNS.DRUG_A, COLUMNS.DRUG_B] + ([COLUMNS.CELL_LINE] if self.cell_key else [])
+        if target:
+            needed.append(COLUMNS.LABEL if self.task == "classification" else COLUMNS.SCORE)
         absent = [c for c in needed if c not in combinations.columns]
         if absent:
-            msg = f"combinations lack the column(s) {absent}; expected {needed}"
+            msg = (
+                f"{what} lack the column(s) {absent}; a {self.task} model reads {needed} "
+                f"(the table has {list(combinations.columns)[:8]})"
+            )
             raise KeyError(msg)
+
+    def _indices(self, combinations: pd.DataFrame) -> tuple[torch.Tensor, ...]:
+        """Index tensors of the drugs and cell lines of each row; unknown names are refused."""
+        self._check_columns(combinations, "combinations", target=False)
         a = lookup(self.drug_names, combinations[COLUMNS.DRUG_A], "drug")
         b = lookup(self.drug_names, combinations[COLUMNS.DRUG_B], "drug")
         if self.cell_key:
@@ -192,6 +205,14 @@ class DrugCombinationModel:
         progress
             Show a progress bar over epochs.
         """
+        require_fit_args(
+            lr=lr, weight_decay=weight_decay, seed=seed, max_epochs=max_epochs,
+            batch_size=batch_size, early_stopping_patience=early_stopping_patience,
+        )  # fmt: skip
+        require_real("validation_size", validation_size, lambda v: 0 <= v < 1, "in [0, 1)")
+        self._check_columns(combinations, "combinations", target=True)
+        if validation is not None:
+            self._check_columns(validation, "validation", target=True)
         torch.manual_seed(seed)
         if validation is None and validation_size > 0:
             n_folds = max(2, round(1 / validation_size))
@@ -242,6 +263,7 @@ class DrugCombinationModel:
         if not self.is_trained:
             msg = "the model is not trained; call train(combinations) first"
             raise RuntimeError(msg)
+        require_positive_int("batch_size", batch_size)
         a, b, cell = self._indices(combinations)
         rows = IndexedRows(a, b, cell, torch.zeros(len(a)))
         out = forward_all(self.module, rows, batch_size=batch_size, both_orders=self._both_orders)

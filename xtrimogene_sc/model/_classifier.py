@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from scipy.special import softmax
 
-from xtrimogene_sc._arguments import require_positive_int, require_real
+from xtrimogene_sc._arguments import require_fit_args, require_positive_int, require_real
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data import GeneVocab, check_counts
 from xtrimogene_sc.data._checks import layer_matrix
@@ -177,10 +177,12 @@ class XTrimoGeneClassifier:
         seed
             Seed of the split, the batch order, dropout and the head initialisation.
         """
-        for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size),
-                            ("early_stopping_patience", early_stopping_patience)):  # fmt: skip
-            require_positive_int(name, value)
-        require_real("lr", lr, lambda v: v > 0, "a finite number > 0")
+        require_fit_args(
+            lr=lr, weight_decay=weight_decay, backbone_lr=backbone_lr, seed=seed,
+            max_epochs=max_epochs, batch_size=batch_size,
+            early_stopping_patience=early_stopping_patience,
+            min_cells_per_label=min_cells_per_label,
+        )  # fmt: skip
         require_real("validation_size", validation_size, lambda v: 0 <= v < 1, "in [0, 1)")
         keep, labels, _ = usable_labels(adata.obs, labels_key, min_cells=min_cells_per_label)
         X, var_to_position = _resolve(adata, layer, gene_symbols_key, self.backbone.config)

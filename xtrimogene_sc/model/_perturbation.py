@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xtrimogene_sc._arguments import require_positive_int, require_real
+from xtrimogene_sc._arguments import require_fit_args, require_positive_int, require_real
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data._tokenize import tokenize_counts
@@ -197,6 +197,10 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         progress
             Show a progress bar.
         """
+        require_fit_args(
+            lr=lr, weight_decay=weight_decay, backbone_lr=backbone_lr, seed=seed,
+            max_steps=max_steps, batch_size=batch_size,
+        )  # fmt: skip
         if self.adata is None:
             msg = "this model was loaded without training data; it can predict but not train"
             raise ValueError(msg)

@@ -339,4 +339,14 @@ def condition_labels(names: Sequence[str], setup: PerturbationSetup) -> list[Con
     if isinstance(names, str):
         msg = "conditions must be a list of condition names, e.g. ['KLF1', 'KLF1+MAP2K6']"
         raise TypeError(msg)
+    for name in names:
+        text = str(name).strip()
+        members = [p.strip() for p in text.split("+")]
+        if text != setup.control and (not text or "" in members):
+            msg = (
+                f"condition {str(name)!r} names no perturbation (an empty name or an empty "
+                f"member); name genes or treatments, e.g. 'KLF1' or 'KLF1+MAP2K6', or "
+                f"{setup.control!r} for the control"
+            )
+            raise ValueError(msg)
     return [setup.parse(n) for n in names]
