@@ -65,6 +65,14 @@ def test_embed_in_place_and_mean_gene_embeddings(cells_h5ad, tmp_path):
         assert f["gene_embeddings"].shape == (19264, 32)
         assert f.attrs["n_cells"] == 8
     assert not list(tmp_path.glob(".*partial*"))  # nothing left behind
+    # a second run keeps the embedding the file already holds unless told to replace it
+    before = ad.read_h5ad(cells_h5ad).obsm["X_xtg"]
+    assert _embed("--input", cells_h5ad, "--output", cells_h5ad, "--pooling", "mean") == 2
+    np.testing.assert_array_equal(ad.read_h5ad(cells_h5ad).obsm["X_xtg"], before)
+    assert _embed("--input", cells_h5ad, "--output", cells_h5ad, "--pooling", "mean",
+                  "--overwrite") == 0  # fmt: skip
+    assert ad.read_h5ad(cells_h5ad).obsm["X_xtg"].shape == (8, 64)  # mean: one encoder width
+    assert not list(tmp_path.glob(".*probe*"))
 
 
 @pytest.mark.parametrize(

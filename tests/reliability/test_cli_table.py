@@ -28,6 +28,18 @@ def _embed(env: dict[str, Any], tmp: Path, *extra: str, checkpoint: Any = None) 
             "--output", str(tmp / "out.h5ad"), "--no-progress", *extra]  # fmt: skip
 
 
+def _input_with_obsm(env: dict[str, Any], tmp: Path) -> str:
+    """A copy of the input h5ad that already holds ``obsm['X_xtg']``."""
+    import anndata as ad
+    import numpy as np
+
+    adata = ad.read_h5ad(env["h5ad"])
+    adata.obsm["X_xtg"] = np.zeros((adata.n_obs, 2), dtype=np.float32)
+    path = tmp / "embedded.h5ad"
+    adata.write_h5ad(path)
+    return str(path)
+
+
 # (id, argv from (env, tmp_path), fragment of the stderr line, issue item)
 CASES = [
     ("no-command", lambda e, t: [], "the following arguments are required: COMMAND", "C8"),
@@ -44,6 +56,12 @@ CASES = [
      "is not a readable .h5ad file", "C9"),
     ("embed-output-exists", lambda e, t: [*_embed(e, t)[:6], str(e["not_hdf5"]), "--no-progress"],
      "--overwrite", "held"),
+    ("embed-output-folder-missing", lambda e, t: [*_embed(e, t)[:6], str(t / "no" / "out.h5ad"), "--no-progress"],
+     "the folder", "30: output folder checked before embedding"),
+    ("embed-genes-folder-missing", lambda e, t: _embed(e, t, "--genes", str(t / "no" / "genes.h5")),
+     "genes.h5: the folder", "30: --genes path checked before embedding"),
+    ("embed-obsm-key-exists", lambda e, t: [*_embed(e, t)[:4], _input_with_obsm(e, t), "--output", str(t / "embedded.h5ad"), "--no-progress"],
+     "already holds obsm['X_xtg']; pass overwrite=True (--overwrite)", "30: obsm key kept"),
     ("embed-batch-size-0", lambda e, t: _embed(e, t, "--batch-size", "0"),
      "argument --batch-size: expected an integer >= 1", "C8"),
     ("embed-missing-layer", lambda e, t: _embed(e, t, "--layer", "spliced"),

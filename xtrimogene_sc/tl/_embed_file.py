@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,9 @@ def embed_h5ad(
         ``"mean"`` writes genes x d averaged over cells (datasets ``gene_embeddings`` and
         ``genes``); ``None`` writes cells x genes x d, streamed cell batch by cell batch.
     overwrite
-        Replace an existing ``output`` (or ``genes_output``) other than the input.
+        Replace an existing ``output`` (or ``genes_output``) other than the input, and an
+        ``obsm[key_added]`` the input already holds. Without it both are refused before any
+        cell is embedded, as are output folders that do not exist or cannot be written.
     **kwargs
         Passed to :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation` and
         :meth:`~xtrimogene_sc.XTrimoGene.get_gene_embeddings` (``pooling``, ``batch_size``,
@@ -76,14 +79,17 @@ def embed_h5ad(
         msg = f"{source}: no such .h5ad file"
         raise FileNotFoundError(msg)
     for out in (target, genes_output):
-        if out is not None and Path(out).is_dir():
-            msg = f"{out} is a directory; give the path of the file to write"
-            raise IsADirectoryError(msg)
-        if out is not None and Path(out).exists() and not overwrite and Path(out) != source:
-            msg = f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
-            raise FileExistsError(msg)
+        if out is not None:
+            _check_output(Path(out), source, overwrite=overwrite)
     kwargs["pooling"] = model._pooling_or_default(kwargs.get("pooling"))  # recorded in params
     backed = _open_backed(source)
+    if key_added in backed.obsm and not overwrite:
+        backed.file.close()
+        msg = (
+            f"{source} already holds obsm[{key_added!r}]; pass overwrite=True (--overwrite) to "
+            "replace it, or another key_added (--obsm-key)"
+        )
+        raise FileExistsError(msg)
     try:
         gene_kwargs = {k: v for k, v in kwargs.items() if k != "pooling"}
         latent = model.get_latent_representation(backed, **kwargs)
@@ -98,6 +104,27 @@ def embed_h5ad(
     _write_copy_with_obsm(source, target, key_added, latent, params)
     logger.info("wrote %s with obsm[%r] (%d x %d)", target, key_added, *latent.shape)
     return target
+
+
+def _check_output(out: Path, source: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, an output that could not be written or would replace a file."""
+    if out.is_dir():
+        msg = f"{out} is a directory; give the path of the file to write"
+        raise IsADirectoryError(msg)
+    if out.exists() and not overwrite and out != source:
+        msg = f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
+        raise FileExistsError(msg)
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "does not exist"
+        msg = f"cannot write {out}: the folder {folder} {what}; create it first"
+        raise FileNotFoundError(msg)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.probe-"):
+            pass
+    except OSError as err:
+        msg = f"cannot write {out}: the folder {folder} is not writable ({err.strerror})"
+        raise PermissionError(msg) from err
 
 
 def _open_backed(path: Path) -> ad.AnnData:
