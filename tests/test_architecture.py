@@ -80,3 +80,36 @@ def test_torch_layers_never_import_user_facing_code():
     )
     upward = {m: sorted(t for t in graph[m] if t.startswith(high)) for m in low}
     assert not {m: t for m, t in upward.items() if t}
+
+
+def test_the_shared_base_imports_nothing_above_it():
+    """``base`` (saving, loading, checksums) serves every model, so it may not depend on one."""
+    graph = _import_graph()
+    base = [m for m in graph if m.startswith("xtrimogene_sc.base.")]
+    assert base
+    outside = {
+        m: sorted(t for t in graph[m] if not t.startswith("xtrimogene_sc.base.")) for m in base
+    }
+    assert not {m: t for m, t in outside.items() if t}
+
+
+def _task_of(module: str) -> str | None:
+    """Which task model a module belongs to, by its file name (None: core or shared)."""
+    if module.startswith("xtrimogene_sc.drugcomb."):
+        return "drug_combination"
+    leaf = module.rsplit(".", 1)[-1]
+    if "perturbation" in leaf:
+        return "perturbation"
+    if "classifier" in leaf:
+        return "classifier"
+    return None
+
+
+def test_task_models_never_import_each_other():
+    graph = _import_graph()
+    crossing = {
+        m: sorted(t for t in targets if _task_of(t) not in (None, _task_of(m)))
+        for m, targets in graph.items()
+        if _task_of(m) is not None
+    }
+    assert not {m: t for m, t in crossing.items() if t}

@@ -16,7 +16,12 @@ if TYPE_CHECKING:
     from xtrimogene_sc import datasets, drugcomb, pl, pp, tl
     from xtrimogene_sc.data import GeneVocab
     from xtrimogene_sc.drugcomb import DrugCombinationModel
-    from xtrimogene_sc.model import XTrimoGene, XTrimoGenePerturbation
+    from xtrimogene_sc.model import (
+        PerturbationBaseline,
+        XTrimoGene,
+        XTrimoGeneClassifier,
+        XTrimoGenePerturbation,
+    )
     from xtrimogene_sc.module import XTrimoGeneConfig
 
 try:
@@ -44,7 +49,9 @@ _SUBPACKAGES = frozenset(
 _EXPORTS = {
     "DrugCombinationModel": "drugcomb",
     "GeneVocab": "data",
+    "PerturbationBaseline": "model",
     "XTrimoGene": "model",
+    "XTrimoGeneClassifier": "model",
     "XTrimoGeneConfig": "module",
     "XTrimoGenePerturbation": "model",
 }
@@ -52,7 +59,9 @@ _EXPORTS = {
 __all__ = [
     "DrugCombinationModel",
     "GeneVocab",
+    "PerturbationBaseline",
     "XTrimoGene",
+    "XTrimoGeneClassifier",
     "XTrimoGeneConfig",
     "XTrimoGenePerturbation",
     "__version__",

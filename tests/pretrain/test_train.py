@@ -14,12 +14,9 @@ from safetensors.torch import load_file
 
 import xtrimogene_sc as xtg
 from xtrimogene_sc.datasets import synthetic_counts
-from xtrimogene_sc.pretrain import (
-    AtomicCheckpointIO,
-    PretrainConfig,
-    find_resume_checkpoint,
-    pretrain,
-)
+from xtrimogene_sc.pretrain import PretrainConfig, pretrain
+from xtrimogene_sc.pretrain._callbacks import AtomicCheckpointIO
+from xtrimogene_sc.pretrain._train import find_resume_checkpoint
 
 TINY_MODEL = {
     "preset": "tiny", "encoder_dim": 32, "encoder_heads": 2, "decoder_dim": 16,

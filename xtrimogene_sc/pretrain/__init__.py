@@ -1,8 +1,11 @@
-"""Pretraining at scale: streamed corpora, Lightning training (DDP), RDA, checkpoints, export."""
+"""Pretraining at scale: streamed corpora, Lightning training (DDP), RDA, checkpoints, export.
+
+The Lightning callbacks, the data module and the resume look-up are internals of
+:func:`pretrain`; they live in the private modules of this package.
+"""
 
 from __future__ import annotations
 
-from xtrimogene_sc.pretrain._callbacks import AtomicCheckpointIO, StreamPosition, ThroughputMonitor
 from xtrimogene_sc.pretrain._config import (
     DataConfig,
     ModelSection,
@@ -17,16 +20,9 @@ from xtrimogene_sc.pretrain._rda import ReadDepthAugmentation
 from xtrimogene_sc.pretrain._soma import SomaSource  # tiledbsoma is imported on first use
 from xtrimogene_sc.pretrain._sources import CellSource, H5adDirectorySource, PreprocessedSource
 from xtrimogene_sc.pretrain._stream import StreamingCellDataset
-from xtrimogene_sc.pretrain._train import (
-    PretrainPlan,
-    StreamingDataModule,
-    build_source,
-    find_resume_checkpoint,
-    pretrain,
-)
+from xtrimogene_sc.pretrain._train import PretrainPlan, pretrain
 
 __all__ = [
-    "AtomicCheckpointIO",
     "CellSource",
     "DataConfig",
     "H5adDirectorySource",
@@ -39,13 +35,8 @@ __all__ = [
     "ReadDepthAugmentation",
     "RunConfig",
     "SomaSource",
-    "StreamPosition",
     "StreamingCellDataset",
-    "StreamingDataModule",
-    "ThroughputMonitor",
-    "build_source",
     "export_pretrained",
-    "find_resume_checkpoint",
     "pretrain",
     "preprocess_h5ad",
     "read_lightning_checkpoint",
