@@ -19,14 +19,16 @@ from torch.utils.checkpoint import checkpoint
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._config import XTrimoGeneConfig
-from xtrimogene_sc.module._outputs import EncoderOutput, PretrainOutput
-from xtrimogene_sc.module._pooling import Pooling, check_pooling, masked_mean, pool_tokens
+from xtrimogene_sc.module._objectives import CellObjectives
+from xtrimogene_sc.module._outputs import EncoderOutput, MaskedEntries, PretrainOutput
+from xtrimogene_sc.module._pooling import Pooling, check_pooling, pool_tokens
 from xtrimogene_sc.nn._blocks import DecoderBlock, EncoderBlock
 from xtrimogene_sc.nn._embedding import AutoDiscretizationEmbedding
-from xtrimogene_sc.nn._masking import cap_kept_entries, pack_rows, sample_masks, sort_entries
+from xtrimogene_sc.nn._masking import cap_kept_entries, pack_rows, sort_entries
+from xtrimogene_sc.nn._masking import sample_masks as draw_masks
 
 
-class XTrimoGeneModule(nn.Module):
+class XTrimoGeneModule(CellObjectives, nn.Module):
     """xTrimoGene asymmetric masked autoencoder over the gene vocabulary.
 
     Parameters
@@ -71,40 +73,7 @@ class XTrimoGeneModule(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.decoder_dim)
         self.head_norm = nn.LayerNorm(c.decoder_dim)
         self.head = nn.Linear(c.decoder_dim, 1)
-        # ---- optional cell-level loss (config.contrastive_weight); absent from the state dict when off
-        self.contrastive_head = (
-            nn.Sequential(
-                nn.Linear(c.encoder_dim, c.encoder_dim),
-                nn.GELU(),
-                nn.Linear(c.encoder_dim, c.encoder_dim),
-            )
-            if c.contrastive_weight > 0
-            else None
-        )
-        # ---- optional whole-profile read-out (config.cell_reconstruction_weight); same rule
-        tied = c.cell_reconstruction_query == "tied"  # the query is the gene's own embedding
-        self.cell_query = (
-            nn.Sequential(
-                nn.Linear(c.encoder_dim, c.encoder_dim),
-                nn.GELU(),
-                nn.Linear(c.encoder_dim, 1 if tied else c.encoder_dim + 1),  # [query,] offset
-            )
-            if c.cell_reconstruction_weight > 0
-            else None
-        )
-        self.cell_gain = (
-            nn.Parameter(torch.ones(())) if c.cell_reconstruction_weight > 0 and tied else None
-        )
-        self.cell_norm = (
-            nn.BatchNorm1d(c.encoder_dim, affine=False)
-            if c.cell_reconstruction_weight > 0
-            else None
-        )
-        if c.cell_reconstruction_weight > 0 and c.cell_reconstruction_scaled:
-            # running per-gene statistics of the read-out's target (config docstring)
-            self.register_buffer("cell_target_mean", torch.zeros(TOKENS.N_GENES))
-            self.register_buffer("cell_target_var", torch.ones(TOKENS.N_GENES))
-            self.register_buffer("cell_target_batches", torch.zeros((), dtype=torch.long))
+        self._build_cell_objectives(c)  # the optional cell-level heads, in this order
         self.apply(_init_weights)
         # ---- gene panel (config.input_positions): not a weight, rebuilt from the config
         panel = None
@@ -236,15 +205,28 @@ class XTrimoGeneModule(nn.Module):
     def forward(
         self, cells: SparseCells, generator: torch.Generator | None = None
     ) -> PretrainOutput:
-        """Mask, encode the kept tokens, decode, and regress the masked values (MSE)."""
-        c = self.config
+        """One pretraining step, as in MAE: mask, encode the kept genes, decode, score."""
         for block in self.decoder_blocks:  # one training step: FAVOR+ features redraw when due
             block.attn.kernel.maybe_redraw()
         cells = self.select_inputs(cells)
+        masks = self.sample_masks(cells, generator)
+        enc = self.forward_encoder(cells, masks)
+        prediction = self.forward_decoder(enc, masks)
+        return self.forward_loss(cells, enc, masks, prediction, generator)
+
+    def sample_masks(
+        self, cells: SparseCells, generator: torch.Generator | None = None
+    ) -> MaskedEntries:
+        """Draw the entries to hide: expressed genes (left out of the encoder) and zeros.
+
+        Zeros are drawn among the candidate genes only (the gene panel, and with
+        ``zero_mask_scope="observed"`` the genes the cell's study measured).
+        """
+        c = self.config
         candidates = cells.observed if c.zero_mask_scope == "observed" else None
         if self.input_panel is not None:
             candidates = self.input_panel if candidates is None else candidates & self.input_panel
-        nonzero_masked, zero_masked = sample_masks(
+        nonzero_masked, zero_masked = draw_masks(
             cells.crow,
             TOKENS.N_GENES,
             p_nonzero=c.mask_ratio_nonzero,
@@ -258,125 +240,45 @@ class XTrimoGeneModule(nn.Module):
             nonzero_masked = cap_kept_entries(
                 nonzero_masked, cells.crow, c.max_encoder_genes, generator=generator
             )
-        enc = self.encode(cells, keep=~nonzero_masked)
-        rows = cells.row_ids()
         zero_rows, zero_pos = zero_masked.nonzero(as_tuple=True)
-        masked_rows = torch.cat([rows[nonzero_masked], zero_rows])
+        masked_rows = torch.cat([cells.row_ids()[nonzero_masked], zero_rows])
         masked_pos = torch.cat([cells.pos[nonzero_masked], zero_pos])
         order = sort_entries(masked_rows, masked_pos, TOKENS.N_POSITIONS)
-        masked_rows, masked_pos = masked_rows[order], masked_pos[order]
-        if c.decoder_mode == "full":
-            prediction = self._predict(
-                self._run_decoder(self._full_decoder_input(enc, masked_rows, masked_pos))
-            )
-            prediction = prediction[masked_rows, masked_pos]
-        else:
-            prediction = self._decode_masked_only(enc, masked_rows, masked_pos)
-        target = _lookup(cells.target or cells, masked_rows, masked_pos)
+        return MaskedEntries(nonzero_masked, masked_rows[order], masked_pos[order], candidates)
+
+    def forward_encoder(self, cells: SparseCells, masks: MaskedEntries) -> EncoderOutput:
+        """The encoder over each cell's expressed, unmasked genes (plus T and S)."""
+        return self.encode(cells, keep=~masks.hidden)
+
+    def forward_decoder(self, enc: EncoderOutput, masks: MaskedEntries) -> torch.Tensor:
+        """Predicted values at the masked entries ``(n_masked,)``, in ``masks`` order.
+
+        ``decoder_mode="full"`` decodes every vocabulary position (the reference); ``"masked"``
+        decodes the encoder's tokens and the masked positions only.
+        """
+        if self.config.decoder_mode == "full":
+            z = self._full_decoder_input(enc, masks.rows, masks.positions)
+            return self._predict(self._run_decoder(z))[masks.rows, masks.positions]
+        return self._decode_masked_only(enc, masks.rows, masks.positions)
+
+    def forward_loss(
+        self,
+        cells: SparseCells,
+        enc: EncoderOutput,
+        masks: MaskedEntries,
+        prediction: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> PretrainOutput:
+        """MSE of the masked values, plus the configured cell-level objectives."""
+        target = _lookup(cells.target or cells, masks.rows, masks.positions)
         masked_mse = nn.functional.mse_loss(prediction.float(), target, reduction="sum") / max(
             1, target.numel()
         )
-        loss = masked_mse
-        if self.cell_query is not None:
-            loss = loss + c.cell_reconstruction_weight * self._cell_reconstruction_loss(
-                enc, cells.target or cells, candidates
-            )
-        if self.contrastive_head is not None:
-            other = self.encode(*self._second_view(cells, generator))
-            loss = loss + c.contrastive_weight * self._contrastive_loss(enc, other)
+        loss = self.add_cell_objectives(masked_mse, enc, cells, masks.candidates, generator)
         return PretrainOutput(
-            loss, int(target.numel()), prediction.detach(), target, masked_rows, masked_pos,
+            loss, int(target.numel()), prediction.detach(), target, masks.rows, masks.positions,
             masked_mse=masked_mse.detach(),
         )  # fmt: skip
-
-    def _second_view(
-        self, cells: SparseCells, generator: torch.Generator | None
-    ) -> tuple[SparseCells, torch.Tensor | None]:
-        """Encoder input of the cell-level loss's second view (``config.contrastive_view``)."""
-        device = cells.pos.device
-        if self.config.contrastive_view == "thin":  # the cells at 10-100% of their depth
-            rate = 0.1 + 0.9 * torch.rand(cells.n_cells, device=device, generator=generator)
-            return cells.downsampled(rate, generator), None
-        draw = torch.rand(cells.pos.shape, device=device, generator=generator)
-        return cells, draw >= self.config.mask_ratio_nonzero  # an independent gene sample
-
-    def _cell_reconstruction_loss(
-        self, enc: EncoderOutput, target: SparseCells, candidates: torch.Tensor | None
-    ) -> torch.Tensor:
-        """MSE of every scorable gene's value predicted from the pooled cell embedding alone."""
-        device = enc.hidden.device
-        scored = (
-            torch.arange(TOKENS.N_GENES, device=device)
-            if candidates is None
-            else candidates.nonzero().squeeze(1)
-        )
-        dense = torch.zeros(target.n_cells, TOKENS.N_POSITIONS, device=device)
-        dense[target.row_ids(), target.pos] = target.value.float()
-        # a sparse gradient: the rows of the scored genes only, added to the encoder's dense one
-        genes = nn.functional.embedding(scored, self.gene_embedding.weight, sparse=True)
-        cell = masked_mean(enc).float()  # (B, De)
-        if self.cell_gain is not None:
-            prediction = self._tied_prediction(cell, genes.float())
-        else:
-            query = self.cell_query(genes).float()  # (G, De + 1)
-            norm = self.cell_norm
-            cell = nn.functional.batch_norm(  # a batch of one cell: running statistics
-                cell, norm.running_mean, norm.running_var, eps=norm.eps,
-                momentum=norm.momentum, training=self.training and cell.shape[0] > 1,
-            )  # fmt: skip
-            prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
-        wanted = dense[:, scored]
-        if self.config.cell_reconstruction_scaled:
-            wanted = self._scaled_cell_target(wanted, scored)
-        return nn.functional.mse_loss(prediction, wanted)
-
-    def _tied_prediction(self, cell: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
-        """``(B, G)`` predictions of the tied read-out (``cell_reconstruction_query="tied"``).
-
-        The pooled cells are centred and divided by **one** spread (the mean variance over
-        dimensions), so no dimension is rescaled on its own, and each gene's query is its own
-        embedding (the table of scored genes normalised to unit root-mean-square column norm).
-        """
-        norm = self.cell_norm
-        if self.training and cell.shape[0] > 1:
-            mean, var = cell.mean(0), cell.var(0)
-            with torch.no_grad():
-                norm.running_mean.lerp_(mean.detach(), norm.momentum)
-                norm.running_var.lerp_(var.detach(), norm.momentum)
-        else:  # evaluation, or a batch of one cell: running statistics
-            mean, var = norm.running_mean, norm.running_var
-        centred = (cell - mean) / (var.mean() + norm.eps).sqrt()
-        table = genes / (genes.pow(2).sum(0).mean().sqrt() + 1e-8)
-        offset = self.cell_query(genes.detach()).squeeze(-1).float()  # per-gene offset only
-        return self.cell_gain * (centred @ table.T) + offset
-
-    @torch.no_grad()
-    def _scaled_cell_target(self, values: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-        """``(B, G)`` values of the ``scored`` genes as z-scores under running statistics.
-
-        A training batch of two or more cells updates the statistics first.
-        """
-        mean, var = self.cell_target_mean[scored], self.cell_target_var[scored]
-        if self.training and values.shape[0] > 1:
-            self.cell_target_batches += 1
-            weight = self.cell_target_batches.reciprocal().clamp_min(0.01)  # no host sync
-            mean = torch.lerp(mean, values.mean(0), weight)
-            var = torch.lerp(var, values.var(0), weight)
-            self.cell_target_mean[scored], self.cell_target_var[scored] = mean, var
-        return ((values - mean) / var.clamp_min(0.01).sqrt()).clamp(-10.0, 10.0)
-
-    def _contrastive_loss(self, view_a: EncoderOutput, view_b: EncoderOutput) -> torch.Tensor:
-        """Symmetric InfoNCE between the pooled embeddings of two views of the same cells."""
-        za, zb = (
-            nn.functional.normalize(self.contrastive_head(masked_mean(v)).float(), dim=-1)
-            for v in (view_a, view_b)
-        )
-        logits = za @ zb.T / self.config.contrastive_temperature
-        labels = torch.arange(za.shape[0], device=za.device)
-        return 0.5 * (
-            nn.functional.cross_entropy(logits, labels)
-            + nn.functional.cross_entropy(logits.T, labels)
-        )
 
     def _decode_masked_only(
         self, enc: EncoderOutput, masked_rows: torch.Tensor, masked_pos: torch.Tensor

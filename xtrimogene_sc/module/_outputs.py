@@ -27,3 +27,13 @@ class PretrainOutput:
     rows: torch.Tensor  # (n_masked,) cell of each masked entry
     positions: torch.Tensor  # (n_masked,) vocabulary position of each masked entry
     masked_mse: torch.Tensor  # the masked regression alone (what the reconstruction error reports)
+
+
+@dataclass
+class MaskedEntries:
+    """The entries one pretraining step hides, drawn by ``XTrimoGeneModule.sample_masks``."""
+
+    hidden: torch.Tensor  # (nnz,) True for the expressed entries left out of the encoder
+    rows: torch.Tensor  # (n_masked,) cell of each masked entry, sorted by (row, position)
+    positions: torch.Tensor  # (n_masked,) vocabulary position of each masked entry
+    candidates: torch.Tensor | None  # genes a zero could be masked at (None: every gene)
