@@ -36,8 +36,8 @@ ZHENG = DATA / "zheng2017_sorted_pbmc.h5ad"
 def real_batch(n_cells: int):
     """The first ``n_cells`` Zheng cells as one model batch, and their expressed-gene counts."""
     import xtrimogene_sc as xtg
+    from xtrimogene_sc.data._iterate import iter_batches
     from xtrimogene_sc.data._loading import observed_genes
-    from xtrimogene_sc.model._inference import iter_batches
 
     adata = ad.read_h5ad(ZHENG)[:n_cells].copy()
     with warnings.catch_warnings():

@@ -11,9 +11,9 @@ import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 import xtrimogene_sc as xtg
+from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._loading import observed_genes
 from xtrimogene_sc.model import SMALL_DATA_RECIPE
-from xtrimogene_sc.model._inference import iter_batches
 
 
 def masked_predictions(model: xtg.XTrimoGene, seed: int = 0) -> tuple[np.ndarray, ...]:

@@ -1,17 +1,60 @@
-"""Gene vocabulary, gene alignment and raw-count checks."""
+"""Cells on their way into the model.
+
+Gene vocabulary and alignment, raw-count checks, tokenisation into :class:`SparseCells`
+minibatches, and streamed batch iteration. Names load on first use (PEP 562), so the torch
+layers that need only :class:`SparseCells` do not import anndata and pandas with it.
+"""
 
 from __future__ import annotations
 
-from ._checks import check_counts, to_csr_matrix
-from ._loading import LengthBucketBatchSampler, length_bucket, token_budget_sizes
-from ._vocab import GeneAlignment, GeneVocab
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from ._batch import SparseCells
+    from ._checks import check_counts, to_csr_matrix
+    from ._iterate import iter_batches
+    from ._loading import LengthBucketBatchSampler, length_bucket, token_budget_sizes
+    from ._tokenize import DepthSpec, tokenize_counts
+    from ._vocab import GeneAlignment, GeneVocab
+
+_EXPORTS = {
+    "DepthSpec": "_tokenize",
+    "GeneAlignment": "_vocab",
+    "GeneVocab": "_vocab",
+    "LengthBucketBatchSampler": "_loading",
+    "SparseCells": "_batch",
+    "check_counts": "_checks",
+    "iter_batches": "_iterate",
+    "length_bucket": "_loading",
+    "to_csr_matrix": "_checks",
+    "token_budget_sizes": "_loading",
+    "tokenize_counts": "_tokenize",
+}
 __all__ = [
+    "DepthSpec",
     "GeneAlignment",
     "GeneVocab",
     "LengthBucketBatchSampler",
+    "SparseCells",
     "check_counts",
+    "iter_batches",
     "length_bucket",
     "to_csr_matrix",
     "token_budget_sizes",
+    "tokenize_counts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name's module the first time the name is asked for."""
+    if name not in _EXPORTS:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

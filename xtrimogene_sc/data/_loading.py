@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._tokenize import DepthSpec, tokenize_counts
-from xtrimogene_sc.module._batch import SparseCells
 
 
 def observed_genes(var_to_position: np.ndarray) -> torch.Tensor:

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from xtrimogene_sc._constants import TOKENS
-from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.data._batch import SparseCells
 
 TargetDepthMode = Literal["fold", "absolute", "add_log10"]
 

@@ -23,8 +23,8 @@ from xtrimogene_sc._arguments import require_fit_args, require_positive_int, req
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data import GeneVocab, check_counts
 from xtrimogene_sc.data._checks import layer_matrix
+from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import usable_labels
-from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._model import XTrimoGene
 from xtrimogene_sc.module._classifier import ClassifierModule

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._vocab import GeneVocab
 from xtrimogene_sc.model._precision import Precision, inference_precision
-from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._module import XTrimoGeneModule
 
 MAX_IN_MEMORY_BYTES = 2 * 1024**3

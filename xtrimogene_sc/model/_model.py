@@ -20,13 +20,13 @@ from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data._checks import check_counts, layer_matrix
 from xtrimogene_sc.data._datamodule import CellDataModule
+from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import check_obs_key
 from xtrimogene_sc.data._loading import observed_genes
 from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
 from xtrimogene_sc.model import _gene_embeddings
 from xtrimogene_sc.model._budget import token_budget
-from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._precision import Precision, inference_precision
 from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin

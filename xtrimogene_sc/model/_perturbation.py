@@ -15,9 +15,9 @@ import torch
 from xtrimogene_sc._arguments import require_fit_args, require_positive_int, require_real
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.base._saved import load_state_checked
+from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._tokenize import tokenize_counts
 from xtrimogene_sc.data._vocab import GeneVocab
-from xtrimogene_sc.model._inference import iter_batches
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._perturbation_base import ControlCells, PerturbationPredictor
 from xtrimogene_sc.model._perturbation_data import (

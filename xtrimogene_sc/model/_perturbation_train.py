@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.module._perturbation import PerturbationModule
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.module._freezing import freeze_backbone
 from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.module._pooling import Pooling, pooled_width

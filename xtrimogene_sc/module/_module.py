@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from xtrimogene_sc._constants import TOKENS
-from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._objectives import CellObjectives
 from xtrimogene_sc.module._outputs import EncoderOutput, MaskedEntries, PretrainOutput

@@ -18,7 +18,7 @@ from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.module._pooling import masked_mean
 
 if TYPE_CHECKING:
-    from xtrimogene_sc.module._batch import SparseCells
+    from xtrimogene_sc.data._batch import SparseCells
     from xtrimogene_sc.module._config import XTrimoGeneConfig
     from xtrimogene_sc.module._outputs import EncoderOutput
 

@@ -14,7 +14,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.data._batch import SparseCells
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -28,8 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._tokenize import tokenize_counts
-from xtrimogene_sc.module._batch import SparseCells
 
 _IDENTITY = np.arange(TOKENS.N_GENES, dtype=np.int64)
 

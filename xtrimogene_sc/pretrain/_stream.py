@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._tokenize import tokenize_counts
-from xtrimogene_sc.module._batch import SparseCells
 
 from ._sources import CellSource
 

@@ -24,8 +24,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader
 
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._loading import identity_collate
-from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.pretrain._callbacks import (
     AtomicCheckpointIO,

@@ -15,13 +15,13 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
 
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._loading import (
     CellBatchDataset,
     LengthBucketBatchSampler,
     identity_collate,
     row_lengths,
 )
-from xtrimogene_sc.module._batch import SparseCells
 from xtrimogene_sc.module._classifier import ClassifierModule
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from xtrimogene_sc.module._batch import SparseCells
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.module._module import XTrimoGeneModule
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._checks import to_csr_matrix
 from xtrimogene_sc.data._loading import token_budget_sizes
 from xtrimogene_sc.data._tokenize import DepthSpec, tokenize_counts
-from xtrimogene_sc.module._batch import SparseCells
 
 
 def iter_batches(
