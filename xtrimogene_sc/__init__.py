@@ -16,13 +16,9 @@ if TYPE_CHECKING:
     from xtrimogene_sc import datasets, drugcomb, pl, pp, tl
     from xtrimogene_sc.data import GeneVocab
     from xtrimogene_sc.drugcomb import DrugCombinationModel
-    from xtrimogene_sc.model import (
-        PerturbationBaseline,
-        XTrimoGene,
-        XTrimoGeneClassifier,
-        XTrimoGenePerturbation,
-    )
+    from xtrimogene_sc.model import XTrimoGene, XTrimoGeneClassifier
     from xtrimogene_sc.module import XTrimoGeneConfig
+    from xtrimogene_sc.perturbation import PerturbationBaseline, XTrimoGenePerturbation
 
 try:
     __version__ = version("xtrimogene-sc")
@@ -38,6 +34,7 @@ _SUBPACKAGES = frozenset(
         "model",
         "module",
         "nn",
+        "perturbation",
         "pl",
         "pp",
         "pretrain",
@@ -49,11 +46,11 @@ _SUBPACKAGES = frozenset(
 _EXPORTS = {
     "DrugCombinationModel": "drugcomb",
     "GeneVocab": "data",
-    "PerturbationBaseline": "model",
+    "PerturbationBaseline": "perturbation",
     "XTrimoGene": "model",
     "XTrimoGeneClassifier": "model",
     "XTrimoGeneConfig": "module",
-    "XTrimoGenePerturbation": "model",
+    "XTrimoGenePerturbation": "perturbation",
 }
 
 __all__ = [

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, svds
 
-from xtrimogene_sc.model._perturbation_base import ControlCells, PerturbationPredictor
-from xtrimogene_sc.model._perturbation_data import (
+from xtrimogene_sc.perturbation._predictor import ControlCells, PerturbationPredictor
+from xtrimogene_sc.perturbation._setup import (
     Condition,
     aligned_counts,
     compute_profiles,

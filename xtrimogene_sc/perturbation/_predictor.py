@@ -16,7 +16,7 @@ import pandas as pd
 from anndata import AnnData
 
 from xtrimogene_sc.data._vocab import GeneVocab
-from xtrimogene_sc.model._perturbation_data import (
+from xtrimogene_sc.perturbation._setup import (
     SCALE,
     Condition,
     GeneSpace,

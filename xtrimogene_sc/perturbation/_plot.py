@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xtrimogene_sc.tl._perturbation import delta_scores, paired_changes
+from xtrimogene_sc.perturbation._metrics import delta_scores, paired_changes
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -19,29 +19,29 @@ from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._tokenize import tokenize_counts
 from xtrimogene_sc.data._vocab import GeneVocab
 from xtrimogene_sc.model._io import load_directory, save_directory
-from xtrimogene_sc.model._perturbation_base import ControlCells, PerturbationPredictor
-from xtrimogene_sc.model._perturbation_data import (
+from xtrimogene_sc.module._freezing import check_trainable_layers
+from xtrimogene_sc.module._module import XTrimoGeneModule
+from xtrimogene_sc.module._pooling import Pooling, check_pooling
+from xtrimogene_sc.perturbation._building import (
+    GeneRepresentation,
+    build_module,
+    gene_features,
+    load_backbone,
+)
+from xtrimogene_sc.perturbation._predictor import ControlCells, PerturbationPredictor
+from xtrimogene_sc.perturbation._setup import (
     Condition,
     GeneSpace,
     PerturbationSetup,
     Profiles,
     compute_profiles,
 )
-from xtrimogene_sc.model._perturbation_parts import (
-    GeneRepresentation,
-    build_module,
-    gene_features,
-    load_backbone,
-)
-from xtrimogene_sc.model._perturbation_train import (
+from xtrimogene_sc.perturbation._training import (
     TrainingPairs,
     fit_head,
     frozen_states,
     live_states,
 )
-from xtrimogene_sc.module._freezing import check_trainable_layers
-from xtrimogene_sc.module._module import XTrimoGeneModule
-from xtrimogene_sc.module._pooling import Pooling, check_pooling
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -61,7 +61,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
     perturbed in training can be predicted); a treatment gets a learned embedding. A small head
     maps (state, condition) to the shift of the cell's log-normalised profile: additive over the
     genes of a combination plus a learned interaction (see
-    :class:`~xtrimogene_sc.module.PerturbationHead`). Expression is on the model's scale
+    :class:`~xtrimogene_sc.perturbation.PerturbationHead`). Expression is on the model's scale
     ``ln(1 + 1e4 * c / N)``, ``N`` the cell's total count over vocabulary genes, for the genes of
     the training data.
 

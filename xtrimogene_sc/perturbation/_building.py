@@ -10,10 +10,10 @@ import torch
 
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._vocab import GeneVocab
-from xtrimogene_sc.model._perturbation_data import GeneSpace, PerturbationSetup
 from xtrimogene_sc.module._module import XTrimoGeneModule
-from xtrimogene_sc.module._perturbation import PerturbationHead, PerturbationModule
 from xtrimogene_sc.module._pooling import Pooling, pooled_width
+from xtrimogene_sc.perturbation._head import PerturbationHead, PerturbationModule
+from xtrimogene_sc.perturbation._setup import GeneSpace, PerturbationSetup
 
 if TYPE_CHECKING:
     from anndata import AnnData

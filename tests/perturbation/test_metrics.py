@@ -5,7 +5,7 @@ import pytest
 
 import xtrimogene_sc as xtg
 from xtrimogene_sc.model import PerturbationBaseline
-from xtrimogene_sc.tl._perturbation import delta_scores
+from xtrimogene_sc.perturbation._metrics import delta_scores
 
 
 def test_delta_scores_by_hand():

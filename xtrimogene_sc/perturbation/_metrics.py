@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from xtrimogene_sc.data._vocab import GeneVocab
-from xtrimogene_sc.model._perturbation_base import PREDICTION_KEY
-from xtrimogene_sc.model._perturbation_data import (
+from xtrimogene_sc.perturbation._predictor import PREDICTION_KEY
+from xtrimogene_sc.perturbation._setup import (
     GeneSpace,
     PerturbationSetup,
     aligned_counts,

@@ -3,7 +3,7 @@
 Every training group (a perturbed condition in a cell type) has one target, its observed mean
 response ``mean(perturbed) - mean(control)`` in that type. For genetic conditions the loss adds
 a second pass in which seen genes borrow their contribution from the others through the gene
-embeddings (see :class:`~xtrimogene_sc.module.PerturbationHead`). A step draws groups uniformly and,
+embeddings (see :class:`~xtrimogene_sc.perturbation.PerturbationHead`). A step draws groups uniformly and,
 for each, one control cell of the group's type; the head predicts the shift of that cell under
 the condition and is penalised by the squared error to the group's response. The cell state
 lets the response depend on the cell (e.g. its type); regressing on group means instead of
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from xtrimogene_sc.data._batch import SparseCells
-from xtrimogene_sc.module._perturbation import PerturbationModule
+from xtrimogene_sc.perturbation._head import PerturbationModule
 
 
 @dataclass
