@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xtrimogene_sc import datasets, drugcomb, pl, pp, tl
+    from xtrimogene_sc.annotation import XTrimoGeneClassifier
     from xtrimogene_sc.data import GeneVocab
     from xtrimogene_sc.drugcomb import DrugCombinationModel
-    from xtrimogene_sc.model import XTrimoGene, XTrimoGeneClassifier
+    from xtrimogene_sc.model import XTrimoGene
     from xtrimogene_sc.module import XTrimoGeneConfig
     from xtrimogene_sc.perturbation import PerturbationBaseline, XTrimoGenePerturbation
 
@@ -28,6 +29,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 # public subpackages, reachable as attributes of the package once asked for
 _SUBPACKAGES = frozenset(
     [
+        "annotation",
         "data",
         "datasets",
         "drugcomb",
@@ -48,7 +50,7 @@ _EXPORTS = {
     "GeneVocab": "data",
     "PerturbationBaseline": "perturbation",
     "XTrimoGene": "model",
-    "XTrimoGeneClassifier": "model",
+    "XTrimoGeneClassifier": "annotation",
     "XTrimoGeneConfig": "module",
     "XTrimoGenePerturbation": "perturbation",
 }

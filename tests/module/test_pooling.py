@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.data._tokenize import tokenize_counts
 from xtrimogene_sc.module import XTrimoGeneModule
-from xtrimogene_sc.module._classifier import ClassifierModule
 from xtrimogene_sc.module._freezing import freeze_backbone
 from xtrimogene_sc.module._pooling import POOLINGS, check_pooling, pooled_width
 

@@ -121,7 +121,7 @@ def annotate(
         msg = f"unknown_threshold must lie in [0, 1], got {unknown_threshold}"
         raise ValueError(msg)
     adata = adata.copy() if copy else adata
-    from xtrimogene_sc.model._classifier import XTrimoGeneClassifier
+    from xtrimogene_sc.annotation._model import XTrimoGeneClassifier
 
     if isinstance(model, XTrimoGeneClassifier):
         try:

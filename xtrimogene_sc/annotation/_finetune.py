@@ -15,6 +15,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
 
+from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._loading import (
     CellBatchDataset,
@@ -22,7 +23,6 @@ from xtrimogene_sc.data._loading import (
     identity_collate,
     row_lengths,
 )
-from xtrimogene_sc.module._classifier import ClassifierModule
 
 
 def class_weights(y: np.ndarray, n_classes: int, cap: float = 50.0) -> torch.Tensor:

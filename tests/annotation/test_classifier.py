@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import xtrimogene_sc as xtg
+from xtrimogene_sc.annotation._finetune import class_weights
 from xtrimogene_sc.model import XTrimoGeneClassifier
-from xtrimogene_sc.train._finetune import class_weights
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ import torch
 from scipy.special import softmax
 
 from xtrimogene_sc._arguments import require_fit_args, require_positive_int, require_real
+from xtrimogene_sc.annotation._finetune import fit_classifier
+from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.data import GeneVocab, check_counts
 from xtrimogene_sc.data._checks import layer_matrix
@@ -27,12 +29,10 @@ from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import usable_labels
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._model import XTrimoGene
-from xtrimogene_sc.module._classifier import ClassifierModule
 from xtrimogene_sc.module._freezing import check_trainable_layers
 from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.module._pooling import Pooling, check_pooling
 from xtrimogene_sc.train._calibration import calibration_split, fit_temperature
-from xtrimogene_sc.train._finetune import fit_classifier
 
 if TYPE_CHECKING:
     from anndata import AnnData
