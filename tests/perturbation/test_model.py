@@ -278,7 +278,7 @@ def test_not_set_up_and_wrong_backbone(exact_perturbation_data):
     with pytest.raises(ValueError, match="setup_anndata"):
         PerturbationBaseline(adata, method="additive")
     XTrimoGenePerturbation.setup_anndata(adata)
-    with pytest.raises(TypeError, match="backbone must be an XTrimoGene"):
+    with pytest.raises(TypeError, match="backbone must be a trained XTrimoGene model or the path"):
         XTrimoGenePerturbation(adata, backbone=object())
     model = XTrimoGenePerturbation(adata, backbone=_backbone(), hidden_dim=8)
     with pytest.raises(RuntimeError, match="not trained"):

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from xtrimogene_sc.annotation._head import ClassifierModule
+from xtrimogene_sc.base._interrupt import GracefulStop
 from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._loading import (
     CellBatchDataset,
@@ -67,14 +68,17 @@ def fit_classifier(
     weight_decay: float,
     patience: int,
     seed: int,
+    stop: GracefulStop | None = None,
 ) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
     """Train with early stopping on validation macro-F1.
 
     ``train`` and ``validation`` are (row indices into ``X``, integer labels); ``lr`` holds the
     learning rates of the head and of the fine-tuned encoder layers. The trainable weights of the
-    best epoch are restored at the end. Returns the per-epoch history and the validation
+    best epoch are restored at the end. ``stop`` counts the steps and ends training after the
+    step in which Ctrl-C was pressed. Returns the per-epoch history and the validation
     (logits, labels) of the best epoch.
     """
+    stop = stop or GracefulStop()
     y_of_row = np.full(X.shape[0], -1, dtype=np.int64)
     for rows, y in (train, validation):
         y_of_row[rows] = y
@@ -93,10 +97,13 @@ def fit_classifier(
     best_val = (np.empty((0, module.n_classes)), np.empty(0, dtype=np.int64))
     for epoch in range(max_epochs):
         sampler.set_epoch(epoch)
-        history["train_loss"].append(_train_epoch(module, train_loader, loss_fn, optimizer))
-        if len(validation[0]) == 0:
+        history["train_loss"].append(_train_epoch(module, train_loader, loss_fn, optimizer, stop))
+        # an epoch cut by Ctrl-C is validated only when no complete epoch was (to calibrate)
+        if len(validation[0]) == 0 or stop.requested and best_state is not None:
             for key in _HISTORY_KEYS[1:]:
                 history[key].append(float("nan"))
+            if stop.requested:
+                break
             continue
         logits, y_val = _evaluate(module, val_loader)
         metrics = _metrics(logits, y_val)
@@ -114,6 +121,8 @@ def fit_classifier(
             waited += 1
             if waited >= patience:
                 break
+        if stop.requested:
+            break
     if best_state is not None:
         module.load_state_dict(best_state, strict=False)
     module.eval()
@@ -121,7 +130,11 @@ def fit_classifier(
 
 
 def _train_epoch(
-    module: ClassifierModule, loader: Any, loss_fn: nn.Module, optimizer: torch.optim.Optimizer
+    module: ClassifierModule,
+    loader: Any,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    stop: GracefulStop,
 ) -> float:
     module.train()
     device = next(module.parameters()).device
@@ -134,6 +147,9 @@ def _train_epoch(
         nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         total, seen = total + float(loss) * len(y), seen + len(y)
+        stop.steps += 1
+        if stop.requested:
+            break
     return total / max(seen, 1)
 
 

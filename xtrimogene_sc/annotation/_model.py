@@ -23,10 +23,12 @@ from xtrimogene_sc._arguments import require_fit_args, require_positive_int, req
 from xtrimogene_sc.annotation._finetune import fit_classifier
 from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.base._saved import load_state_checked
+from xtrimogene_sc.base._task import TaskModel
 from xtrimogene_sc.data import GeneVocab, check_counts
 from xtrimogene_sc.data._checks import layer_matrix
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import usable_labels
+from xtrimogene_sc.model._backbone import backbone_module
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._model import XTrimoGene
 from xtrimogene_sc.module._freezing import check_trainable_layers
@@ -45,7 +47,7 @@ logger = logging.getLogger(__name__)
 _KIND = "xtrimogene_classifier"
 
 
-class XTrimoGeneClassifier:
+class XTrimoGeneClassifier(TaskModel):
     """Cell-type classifier fine-tuned from a trained :class:`~xtrimogene_sc.XTrimoGene`.
 
     Parameters
@@ -74,6 +76,8 @@ class XTrimoGeneClassifier:
     >>> labels, probabilities = clf.predict(query, return_probabilities=True)  # doctest: +SKIP
     """
 
+    kind = _KIND
+
     def __init__(
         self,
         model: XTrimoGene | XTrimoGeneModule | str | Path,
@@ -83,9 +87,7 @@ class XTrimoGeneClassifier:
         hidden_dim: int = 256,
         dropout: float = 0.1,
     ) -> None:
-        if isinstance(model, str | Path):
-            model = XTrimoGene.load(model)
-        source = model if isinstance(model, XTrimoGeneModule) else model.module
+        source = backbone_module(model)
         check_trainable_layers(n_trainable_layers, source.config)
         check_pooling(pooling, source.config)
         require_positive_int("hidden_dim", hidden_dim)
@@ -108,6 +110,16 @@ class XTrimoGeneClassifier:
         self.labels_key: str | None = None
         self.history = pd.DataFrame()
 
+    @classmethod
+    def from_xtrimogene(
+        cls, model: XTrimoGene | XTrimoGeneModule | str | Path, **kwargs: Any
+    ) -> XTrimoGeneClassifier:
+        """A classifier on a trained backbone, as ``SCANVI.from_scvi_model`` builds on SCVI.
+
+        The same as ``XTrimoGeneClassifier(model, **kwargs)``; the backbone is copied.
+        """
+        return cls(model, **kwargs)
+
     def __repr__(self) -> str:
         state = f"{len(self.classes_)} classes" if self.module is not None else "not trained"
         return (
@@ -115,10 +127,8 @@ class XTrimoGeneClassifier:
             f"layer(s), pooling={self.pooling!r})"
         )
 
-    @property
-    def device(self) -> torch.device:
-        """Device of the weights."""
-        return next(self.backbone.parameters()).device
+    def _weights(self) -> torch.nn.Module:
+        return self.backbone if self.module is None else self.module
 
     def _build(self, classes: np.ndarray) -> ClassifierModule:
         self.classes_ = np.asarray(classes, dtype=object)
@@ -192,16 +202,17 @@ class XTrimoGeneClassifier:
         self.backbone.load_state_dict(self._pretrained_state, strict=False)
         module = self._build(classes)
         train_pos, val_pos = calibration_split(y, validation_size, seed=seed)
-        history, (val_logits, val_y) = fit_classifier(
-            module, X, var_to_position,
-            train=(cells[train_pos], y[train_pos]), validation=(cells[val_pos], y[val_pos]),
-            max_epochs=max_epochs, batch_size=batch_size, lr=(lr, lr if backbone_lr is None else backbone_lr),
-            weight_decay=weight_decay,
-            patience=early_stopping_patience, seed=seed,
-        )  # fmt: skip
-        self.history = history
-        self.labels_key = labels_key
-        self.temperature_ = fit_temperature(val_logits, val_y) if len(val_y) >= 10 else 1.0
+        with self._training("XTrimoGeneClassifier.train") as stop:
+            history, (val_logits, val_y) = fit_classifier(
+                module, X, var_to_position,
+                train=(cells[train_pos], y[train_pos]), validation=(cells[val_pos], y[val_pos]),
+                max_epochs=max_epochs, batch_size=batch_size,
+                lr=(lr, lr if backbone_lr is None else backbone_lr), weight_decay=weight_decay,
+                patience=early_stopping_patience, seed=seed, stop=stop,
+            )  # fmt: skip
+            self.history = history
+            self.labels_key = labels_key
+            self.temperature_ = fit_temperature(val_logits, val_y) if len(val_y) >= 10 else 1.0
         logger.info(
             "fine-tuned on %d cells for %d epochs, best validation macro-F1 %.3f, temperature %.2f",
             len(train_pos), len(history), history["validation_macro_f1"].max(), self.temperature_,

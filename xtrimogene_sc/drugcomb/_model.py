@@ -14,6 +14,7 @@ from torch import nn
 
 from xtrimogene_sc._arguments import require_fit_args, require_positive_int, require_real
 from xtrimogene_sc.base._saved import load_checked, load_state_checked, save_checked
+from xtrimogene_sc.base._task import TaskModel
 from xtrimogene_sc.drugcomb._data import COLUMNS
 from xtrimogene_sc.drugcomb._module import Architecture, SynergyConfig, SynergyModule
 from xtrimogene_sc.drugcomb._splits import random_folds
@@ -29,7 +30,7 @@ Task = Literal["classification", "regression"]
 _KIND = "xtrimogene_drug_combination"
 
 
-class DrugCombinationModel:
+class DrugCombinationModel(TaskModel):
     """Predict the synergy of two drugs in a cell line (DeepDDS-style, order-invariant).
 
     Drugs are encoded from Morgan fingerprints of their SMILES by one shared network; the pair is
@@ -109,6 +110,11 @@ class DrugCombinationModel:
         self.target_mean, self.target_std = 0.0, 1.0
         self.history = pd.DataFrame()
         self.is_trained = False
+
+    kind = _KIND
+
+    def _weights(self) -> nn.Module:
+        return self.module
 
     def __repr__(self) -> str:
         cells = f"cell features {self.cell_key!r}" if self.cell_key else "no cell features"
@@ -229,13 +235,14 @@ class DrugCombinationModel:
         val_rows = None if validation is None else self._rows(validation)
         self.module.apply(_reset)
         loss_fn = nn.BCEWithLogitsLoss() if self.task == "classification" else nn.MSELoss()
-        self.history = fit(
-            self.module, train_rows, val_rows, loss_fn=loss_fn, max_epochs=max_epochs,
-            batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            patience=early_stopping_patience, seed=seed, both_orders=self._both_orders,
-            progress=progress,
-        )  # fmt: skip
-        self.is_trained = True
+        with self._training("DrugCombinationModel.train") as stop:
+            self.history = fit(
+                self.module, train_rows, val_rows, loss_fn=loss_fn, max_epochs=max_epochs,
+                batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                patience=early_stopping_patience, seed=seed, both_orders=self._both_orders,
+                progress=progress, stop=stop,
+            )  # fmt: skip
+            self.is_trained = True
         logger.info(
             "trained on %d combinations for %d epochs, best validation loss %.4f",
             len(train_rows), len(self.history), self.history["validation_loss"].min(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -21,20 +20,6 @@ if TYPE_CHECKING:
     from xtrimogene_sc.model._model import XTrimoGene
 
 GeneRepresentation = Literal["static", "context", "both"]
-
-
-def load_backbone(backbone: XTrimoGene | str | Path) -> XTrimoGene:
-    """The backbone as a model: given, or loaded with :meth:`XTrimoGene.load`."""
-    from xtrimogene_sc.model._model import XTrimoGene
-
-    if isinstance(backbone, str | Path):
-        return XTrimoGene.load(backbone)
-    if not isinstance(backbone, XTrimoGene):
-        msg = (
-            f"backbone must be an XTrimoGene model or a path to one, got {type(backbone).__name__}"
-        )
-        raise TypeError(msg)
-    return backbone
 
 
 def build_module(

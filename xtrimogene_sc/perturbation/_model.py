@@ -6,7 +6,7 @@ import copy
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,9 +15,11 @@ import torch
 from xtrimogene_sc._arguments import require_fit_args, require_positive_int, require_real
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.base._saved import load_state_checked
+from xtrimogene_sc.base._task import TaskModel
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._tokenize import tokenize_counts
 from xtrimogene_sc.data._vocab import GeneVocab
+from xtrimogene_sc.model._backbone import load_backbone
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.module._freezing import check_trainable_layers
 from xtrimogene_sc.module._module import XTrimoGeneModule
@@ -26,7 +28,6 @@ from xtrimogene_sc.perturbation._building import (
     GeneRepresentation,
     build_module,
     gene_features,
-    load_backbone,
 )
 from xtrimogene_sc.perturbation._predictor import ControlCells, PerturbationPredictor
 from xtrimogene_sc.perturbation._setup import (
@@ -53,7 +54,7 @@ logger = logging.getLogger(__name__)
 _KIND = "xtrimogene_perturbation"
 
 
-class XTrimoGenePerturbation(PerturbationPredictor):
+class XTrimoGenePerturbation(PerturbationPredictor, TaskModel):
     """Predict expression under genetic perturbations or treatments from a trained xTrimoGene.
 
     A control cell's state is the backbone encoder's pooled output; a genetic condition is the
@@ -104,6 +105,7 @@ class XTrimoGenePerturbation(PerturbationPredictor):
     """
 
     method = "xTrimoGene"
+    kind = _KIND
 
     def __init__(
         self,
@@ -147,6 +149,17 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         )  # fmt: skip
         self.history = pd.DataFrame()
 
+    @classmethod
+    def from_xtrimogene(
+        cls, model: XTrimoGene | str | Path, adata: AnnData, **kwargs: Any
+    ) -> XTrimoGenePerturbation:
+        """A perturbation model on a trained backbone, as ``SCANVI.from_scvi_model`` is on SCVI.
+
+        The same as ``XTrimoGenePerturbation(adata, backbone=model, **kwargs)``; ``adata`` must
+        be registered with :meth:`setup_anndata`. The backbone is copied.
+        """
+        return cls(adata, backbone=model, **kwargs)
+
     def __repr__(self) -> str:
         state = "trained" if self.profiles_ is not None else "not trained"
         return (
@@ -159,14 +172,8 @@ class XTrimoGenePerturbation(PerturbationPredictor):
         names = adata.obs[self.setup.condition_key].astype(str).unique()
         return sorted({m for n in names for m in self.setup.parse(n)})
 
-    @property
-    def device(self) -> torch.device:
-        """Device of the weights."""
-        return next(self.module.parameters()).device
-
-    def to_device(self, device: str | torch.device) -> None:
-        """Move the weights, e.g. to ``"cuda:0"``."""
-        self.module.to(device)
+    def _weights(self) -> torch.nn.Module:
+        return self.module
 
     # ------------------------------------------------------------------ training
     def train(
@@ -222,11 +229,12 @@ class XTrimoGenePerturbation(PerturbationPredictor):
             state_of = live_states(
                 self.module, lambda i: tokenize_counts(X[rows[i]], var_to_position)
             )
-        self.history = fit_head(
-            self.module, pairs, state_of, max_steps=max_steps, batch_size=batch_size, lr=lr,
-            backbone_lr=lr if backbone_lr is None else backbone_lr, weight_decay=weight_decay,
-            seed=seed, progress=progress,
-        )  # fmt: skip
+        with self._training("XTrimoGenePerturbation.train") as stop:
+            self.history = fit_head(
+                self.module, pairs, state_of, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                backbone_lr=lr if backbone_lr is None else backbone_lr, weight_decay=weight_decay,
+                seed=seed, progress=progress, stop=stop,
+            )  # fmt: skip
         logger.info("trained on %d groups; final loss %.4g", len(pairs.group_type),
                     self.history["train_loss"].iloc[-1])  # fmt: skip
 

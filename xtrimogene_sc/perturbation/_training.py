@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from xtrimogene_sc.base._interrupt import GracefulStop
 from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.perturbation._head import PerturbationModule
 
@@ -62,12 +63,15 @@ def fit_head(
     weight_decay: float,
     seed: int,
     progress: bool,
+    stop: GracefulStop | None = None,
 ) -> pd.DataFrame:
     """Train with AdamW (linear warm-up over 5% of the steps, cosine decay); returns the history.
 
     ``state_of(cell indices)`` gives standardised cell states ``(B, D)``: looked up in a table
-    for a frozen backbone, recomputed through the trainable encoder layers otherwise.
+    for a frozen backbone, recomputed through the trainable encoder layers otherwise. ``stop``
+    counts the steps and ends training after the step in which Ctrl-C was pressed.
     """
+    stop = stop or GracefulStop()
     device = pairs.targets.device
     head = [p for p in module.head.parameters() if p.requires_grad]
     backbone = [p for p in module.backbone.parameters() if p.requires_grad]
@@ -104,9 +108,12 @@ def fit_head(
         optimizer.step()
         scheduler.step()
         running.append(float(loss.detach()))
-        if (step + 1) % every == 0 or step + 1 == max_steps:
+        stop.steps += 1
+        if (step + 1) % every == 0 or step + 1 == max_steps or stop.requested:
             history.append({"step": step + 1, "train_loss": float(np.mean(running))})
             running = []
+        if stop.requested:
+            break
     module.eval()
     return pd.DataFrame(history)
 

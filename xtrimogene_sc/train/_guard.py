@@ -13,9 +13,7 @@ in place before training is restored.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +25,7 @@ from xtrimogene_sc._arguments import (
     require_positive_int,
     require_real,
 )
+from xtrimogene_sc.base._interrupt import GracefulStop
 
 _SCVI_NOISE = "Exception raised during training."
 
@@ -87,7 +86,7 @@ def guarded_fit(model: Any, trainer: Any) -> Iterator[None]:
     steps ran, also when training was interrupted.
     """
     was_trained = bool(model.is_trained_)
-    stop = _GracefulStop(trainer)
+    stop = GracefulStop(on_request=lambda: setattr(trainer, "should_stop", True))
     try:
         with stop, contextlib.redirect_stdout(_DropLine(sys.stdout, _SCVI_NOISE)):
             yield
@@ -113,36 +112,6 @@ def guarded_fit(model: Any, trainer: Any) -> Iterator[None]:
             "keeps those weights and model.history the epochs run so far"
         )
         raise KeyboardInterrupt(msg)
-
-
-class _GracefulStop:
-    """First Ctrl-C: stop after the current step. Second: Lightning's immediate stop."""
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
-        self.requested = False
-        self._previous: Any = None
-        self._active = threading.current_thread() is threading.main_thread()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # the second Ctrl-C, whatever handler was there before training
-            raise KeyboardInterrupt
-        self.requested = True
-        self.trainer.should_stop = True
-        print("Ctrl-C: stopping after this step (press it again to abort now)", file=sys.stderr)
-
-    def __enter__(self) -> _GracefulStop:
-        if self._active:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._active:
-            self._restore()
-
-    def _restore(self) -> None:
-        previous = self._previous if self._previous is not None else signal.default_int_handler
-        signal.signal(signal.SIGINT, previous)
 
 
 class _DropLine:
