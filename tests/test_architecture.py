@@ -114,3 +114,24 @@ def test_task_models_never_import_each_other():
         if _task_of(m) is not None
     }
     assert not {m: t for m, t in crossing.items() if t}
+
+
+CORE = ("nn", "data", "module", "model")  # each may use the ones before it, never after
+
+
+def test_every_arrow_in_the_core_points_down():
+    graph = _import_graph()
+    level = {name: i for i, name in enumerate(CORE)}
+    upward = {}
+    for module, targets in graph.items():
+        package = module.split(".")[1]
+        if package not in level:
+            continue
+        wrong = [
+            t for t in targets
+            if level.get(t.split(".")[1], -1) > level[package]
+            or t.split(".")[1] in (*TASK_PACKAGES, "tl", "pl")
+        ]  # fmt: skip
+        if wrong:
+            upward[module] = sorted(wrong)
+    assert not upward, upward

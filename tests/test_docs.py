@@ -30,6 +30,8 @@ PUBLIC_PACKAGES = (
     "xtrimogene_sc.pl",
     "xtrimogene_sc.datasets",
     "xtrimogene_sc.data",
+    "xtrimogene_sc.annotation",
+    "xtrimogene_sc.perturbation",
     "xtrimogene_sc.drugcomb",
     "xtrimogene_sc.model",
     "xtrimogene_sc.module",

@@ -112,3 +112,47 @@ def test_to_csr_matrix_passthrough_and_conversion(counts):
     assert converted.dtype == np.float32
     np.testing.assert_array_equal(converted.toarray(), counts)
     assert type(to_csr_matrix(counts[:3])) is sp.csr_matrix
+
+
+def test_streamed_checks_refuse_a_bad_chunk_before_yielding_its_cells(counts, alignment):
+    from xtrimogene_sc.data import iter_batches
+    from xtrimogene_sc.data._checks import CountCheck
+
+    X = counts.astype(np.float64)
+    X[5, 1] = 2.5  # a non-integer value in the third chunk of two rows
+    check = CountCheck(X, alignment=alignment, layer=None)
+    batches = iter_batches(X, alignment.var_to_position, batch_size=2, chunk_size=2,
+                           progress=False, check=check)  # fmt: skip
+    seen = [row for _ in range(2) for row in next(batches)[0].tolist()]
+    assert sorted(seen) == [0, 1, 2, 3]  # the chunks before the bad one
+    with pytest.raises(ValueError, match=r"adata\.X contains 1 non-integer values"):
+        next(batches)  # the bad chunk is refused before any of its cells is yielded
+
+
+def test_streamed_checks_name_the_empty_cell_by_its_row(counts, alignment):
+    from xtrimogene_sc.data import iter_batches
+    from xtrimogene_sc.data._checks import CountCheck
+
+    X = counts.copy()
+    X[7] = 0
+    check = CountCheck(X, alignment=alignment, layer=None)
+    with pytest.raises(ValueError, match=r"1 cells have zero counts.*\[7\]"):
+        list(iter_batches(X, alignment.var_to_position, batch_size=4, chunk_size=3,
+                          progress=False, check=check))  # fmt: skip
+
+
+def test_embedding_reads_the_counts_once(monkeypatch, trained_tiny_model, tiny_adata):
+    """The embedding path checks the counts while it reads them, not in a pass of its own."""
+    from xtrimogene_sc.data._checks import CountCheck
+
+    def second_pass(*args, **kwargs):
+        raise AssertionError("the embedding read the whole matrix to check it first")
+
+    monkeypatch.setattr(CountCheck, "check_all", second_pass)
+    latent = trained_tiny_model.get_latent_representation(tiny_adata, progress=False)
+    assert latent.shape[0] == tiny_adata.n_obs
+    bad = tiny_adata.copy()
+    bad.X = sp.csr_matrix(bad.X, dtype=np.float32)
+    bad.X.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        trained_tiny_model.get_latent_representation(bad, progress=False)

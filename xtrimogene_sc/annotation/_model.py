@@ -24,8 +24,8 @@ from xtrimogene_sc.annotation._finetune import fit_classifier
 from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.base._task import TaskModel
-from xtrimogene_sc.data import GeneVocab, check_counts
-from xtrimogene_sc.data._checks import layer_matrix
+from xtrimogene_sc.data import GeneVocab
+from xtrimogene_sc.data._checks import CountCheck, layer_matrix
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import usable_labels
 from xtrimogene_sc.model._backbone import backbone_module
@@ -195,7 +195,8 @@ class XTrimoGeneClassifier(TaskModel):
         )  # fmt: skip
         require_real("validation_size", validation_size, lambda v: 0 <= v < 1, "in [0, 1)")
         keep, labels, _ = usable_labels(adata.obs, labels_key, min_cells=min_cells_per_label)
-        X, var_to_position = _resolve(adata, layer, gene_symbols_key, self.backbone.config)
+        X, var_to_position, check = _counts(adata, layer, gene_symbols_key, self.backbone.config)
+        check.check_all(X)  # training reads the cells many times: check them once, first
         classes, y = np.unique(labels, return_inverse=True)
         cells = np.flatnonzero(keep)
         torch.manual_seed(seed)
@@ -232,11 +233,16 @@ class XTrimoGeneClassifier(TaskModel):
     ) -> np.ndarray:
         """Calibrated class probabilities ``(n_obs, n_classes)``, columns in ``classes_`` order."""
         module = self._trained()
-        X, var_to_position = _resolve(adata, layer, gene_symbols_key, self.backbone.config)
+        X, var_to_position, check = _counts(adata, layer, gene_symbols_key, self.backbone.config)
         module.eval()
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
         for rows, cells in iter_batches(
-            X, var_to_position, batch_size=batch_size, progress=progress, desc="classify"
+            X,
+            var_to_position,
+            batch_size=batch_size,
+            progress=progress,
+            desc="classify",
+            check=check,
         ):
             out[rows] = module(cells.to(self.device)).double().cpu().numpy()
         return softmax(out / self.temperature_, axis=1)
@@ -301,14 +307,14 @@ class XTrimoGeneClassifier(TaskModel):
         return classifier
 
 
-def _resolve(
+def _counts(
     adata: AnnData, layer: str | None, gene_symbols_key: str | None, config: XTrimoGeneConfig
-) -> tuple[Any, Any]:
-    """Counts and their column -> vocabulary map, with the package's count checks.
+) -> tuple[Any, Any, CountCheck]:
+    """Counts, their column -> vocabulary map, and the package's count checks to run on them.
 
     The backbone's gene panel, if it has one, is checked too: no cell may be empty in it.
     """
     alignment = GeneVocab.default().align(adata, gene_symbols_key=gene_symbols_key)
     X = layer_matrix(adata, layer)
-    check_counts(X, alignment=alignment, layer=layer, panel=config.input_positions)
-    return X, alignment.var_to_position
+    check = CountCheck(X, alignment=alignment, layer=layer, panel=config.input_positions)
+    return X, alignment.var_to_position, check

@@ -169,39 +169,100 @@ def check_counts(
     if chunk_size < 1:
         msg = f"chunk_size must be a positive integer, got {chunk_size}."
         raise ValueError(msg)
-    source = _source_name(layer)
-    _refuse_unsupported(X, source)
-    shape = tuple(X.shape)
-    if len(shape) != 2 or shape[1] != alignment.n_vars:
-        msg = f"{source} has shape {shape}, but the gene alignment has {alignment.n_vars} columns."
-        raise ValueError(msg)
-    if shape[0] == 0:
-        msg = f"{source} has no cells (shape {shape}); pass an AnnData with at least one cell."
-        raise ValueError(msg)
-    weights = (alignment.var_to_position >= 0).astype(np.float64)
-    if panel is not None:  # a second column: counts over the panel genes only
-        in_panel = np.isin(alignment.var_to_position, np.asarray(panel, dtype=np.int64))
-        weights = np.column_stack([weights, in_panel.astype(np.float64)])
-    sums = np.empty((shape[0], weights.ndim), dtype=np.float64)
-    tally = _Tally()
-    start = 0
-    for chunk in _row_chunks(X, chunk_size):
-        tally.update(chunk.data if sp.issparse(chunk) else chunk[chunk != 0])
-        stop = start + chunk.shape[0]
-        if tally.n_nonfinite == 0:
-            sums[start:stop] = np.asarray(chunk @ weights, dtype=np.float64).reshape(
-                stop - start, -1
+    check = CountCheck(
+        X, alignment=alignment, layer=layer, allow_empty=allow_empty,
+        require_integer=require_integer, panel=panel,
+    )  # fmt: skip
+    return check.check_all(X, chunk_size)
+
+
+class CountCheck:
+    """The raw-count checks of :func:`check_counts`, fed row chunks as a reader reads them.
+
+    An embedding reads each chunk once: :func:`~xtrimogene_sc.data.iter_batches` passes it
+    here and then tokenises it, so a file is checked and embedded in one pass, and bad values
+    are refused at the first chunk that holds them, before the model runs on it. The checks of
+    the matrix's shape run at construction, before anything is read.
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        *,
+        alignment: GeneAlignment,
+        layer: str | None,
+        allow_empty: bool = False,
+        require_integer: bool = True,
+        panel: Sequence[int] | None = None,
+    ) -> None:
+        self.source = _source_name(layer)
+        _refuse_unsupported(X, self.source)
+        shape = tuple(X.shape)
+        if len(shape) != 2 or shape[1] != alignment.n_vars:
+            msg = (
+                f"{self.source} has shape {shape}, but the gene alignment has "
+                f"{alignment.n_vars} columns."
             )
-        start = stop
-    if not require_integer:
-        tally.n_nonint = 0
-    _raise_invalid(tally, source)
-    totals = sums[:, 0]
-    if not allow_empty:
-        _raise_empty(totals, alignment, source)
-        if panel is not None:
-            _raise_empty_panel(sums[:, 1], len(panel), source)
-    return totals
+            raise ValueError(msg)
+        if shape[0] == 0:
+            msg = (
+                f"{self.source} has no cells (shape {shape}); pass an AnnData with at least one "
+                "cell."
+            )
+            raise ValueError(msg)
+        self.alignment = alignment
+        self.allow_empty = allow_empty
+        self.require_integer = require_integer
+        self.n_panel = None if panel is None else len(panel)
+        weights = (alignment.var_to_position >= 0).astype(np.float64)
+        if panel is not None:  # a second column: counts over the panel genes only
+            in_panel = np.isin(alignment.var_to_position, np.asarray(panel, dtype=np.int64))
+            weights = np.column_stack([weights, in_panel.astype(np.float64)])
+        self.weights = weights
+        self.n_sums = weights.ndim
+        self.tally = _Tally()
+
+    def update(self, chunk: Any) -> np.ndarray:
+        """Tally the chunk's invalid values; its per-cell totals ``(rows, n_sums)``.
+
+        The totals are left unset (NaN) once a non-finite value has been seen.
+        """
+        self.tally.update(chunk.data if sp.issparse(chunk) else chunk[chunk != 0])
+        if self.tally.n_nonfinite:
+            return np.full((chunk.shape[0], self.n_sums), np.nan)
+        return np.asarray(chunk @ self.weights, dtype=np.float64).reshape(chunk.shape[0], -1)
+
+    def raise_if_invalid(self) -> None:
+        """Refuse NaN, infinite, negative or (for counts) non-integer values seen so far."""
+        if not self.require_integer:
+            self.tally.n_nonint = 0
+        _raise_invalid(self.tally, self.source)
+
+    def raise_if_empty(self, sums: np.ndarray, offset: int = 0) -> None:
+        """Refuse cells without counts (rows ``offset...`` of ``sums``), unless allowed."""
+        if self.allow_empty:
+            return
+        _raise_empty(sums[:, 0], self.alignment, self.source, offset)
+        if self.n_panel is not None:
+            _raise_empty_panel(sums[:, 1], self.n_panel, self.source, offset)
+
+    def check_all(self, X: Any, chunk_size: int = 4096) -> np.ndarray:
+        """Check every row of ``X`` in a pass of its own; per-cell totals over matched genes."""
+        sums = np.empty((X.shape[0], self.n_sums), dtype=np.float64)
+        start = 0
+        for chunk in _row_chunks(X, chunk_size):
+            stop = start + chunk.shape[0]
+            sums[start:stop] = self.update(chunk)
+            start = stop
+        self.raise_if_invalid()
+        self.raise_if_empty(sums)
+        return sums[:, 0]
+
+    def check_chunk(self, chunk: Any, offset: int) -> None:
+        """All checks on one chunk of rows starting at row ``offset``, raising at once."""
+        sums = self.update(chunk)
+        self.raise_if_invalid()
+        self.raise_if_empty(sums, offset)
 
 
 def _raise_invalid(tally: _Tally, source: str) -> None:
@@ -230,8 +291,10 @@ def _raise_invalid(tally: _Tally, source: str) -> None:
         raise ValueError(msg)
 
 
-def _raise_empty(totals: np.ndarray, alignment: GeneAlignment, source: str) -> None:
-    empty = np.flatnonzero(totals <= 0)
+def _raise_empty(
+    totals: np.ndarray, alignment: GeneAlignment, source: str, offset: int = 0
+) -> None:
+    empty = np.flatnonzero(totals <= 0) + offset
     if empty.size == 0:
         return
     first = empty[:_N_EXAMPLES].tolist()
@@ -243,8 +306,10 @@ def _raise_empty(totals: np.ndarray, alignment: GeneAlignment, source: str) -> N
     raise ValueError(msg)
 
 
-def _raise_empty_panel(panel_totals: np.ndarray, n_panel: int, source: str) -> None:
-    empty = np.flatnonzero(panel_totals <= 0)
+def _raise_empty_panel(
+    panel_totals: np.ndarray, n_panel: int, source: str, offset: int = 0
+) -> None:
+    empty = np.flatnonzero(panel_totals <= 0) + offset
     if empty.size == 0:
         return
     msg = (

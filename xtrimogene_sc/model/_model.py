@@ -18,7 +18,7 @@ from scvi.train import TrainRunner
 
 from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
 from xtrimogene_sc.base._saved import load_state_checked
-from xtrimogene_sc.data._checks import check_counts, layer_matrix
+from xtrimogene_sc.data._checks import CountCheck, check_counts, layer_matrix
 from xtrimogene_sc.data._datamodule import CellDataModule
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import check_obs_key
@@ -218,7 +218,26 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         *,
         require_integer: bool = True,
     ) -> tuple[Any, np.ndarray]:
-        """Count matrix and column -> vocabulary map of ``adata`` (default: the registered one)."""
+        """Count matrix and column -> vocabulary map of ``adata``, its counts checked."""
+        X, var_to_position, check = self._counts_to_stream(
+            adata, layer, gene_symbols_key, require_integer=require_integer
+        )
+        check.check_all(X)
+        return X, var_to_position
+
+    def _counts_to_stream(
+        self,
+        adata: AnnData | None,
+        layer: str | None,
+        gene_symbols_key: str | None,
+        *,
+        require_integer: bool = True,
+    ) -> tuple[Any, np.ndarray, CountCheck]:
+        """Counts of ``adata`` (default: the registered one), column map and checks to stream.
+
+        Nothing is read yet: the returned :class:`~xtrimogene_sc.data._checks.CountCheck` checks
+        each chunk as the batches read it, so an embedding reads the data once.
+        """
         if adata is None:
             if self.adata is None:
                 msg = "this model has no registered AnnData; pass adata="
@@ -233,11 +252,11 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
                 gene_symbols_key = registered.get("gene_symbols_key")
             alignment = self._align(adata, gene_symbols_key)
         X = layer_matrix(adata, layer)
-        check_counts(
+        check = CountCheck(
             X, alignment=alignment, layer=layer, require_integer=require_integer,
             panel=self.config.input_positions,
         )  # fmt: skip
-        return X, alignment.var_to_position
+        return X, alignment.var_to_position, check
 
     @property
     def device(self) -> torch.device:
@@ -416,7 +435,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         """
         depth = _depth_for_input(input_type, t_mode, t_value)
         pooling = self._pooling_or_default(pooling)
-        X, var_to_position = self._resolve(
+        X, var_to_position, check = self._counts_to_stream(
             adata, layer, gene_symbols_key, require_integer=input_type == "counts"
         )
         self.module.eval()
@@ -424,6 +443,7 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         for rows, cells in iter_batches(
             X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
             max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
+            check=check,
         ):  # fmt: skip
             with self._precision(precision):
                 emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
