@@ -8,9 +8,10 @@ import XTrimoGene`` work as they always did.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from xtrimogene_sc._lazy import lazy_names
 
 if TYPE_CHECKING:
     from xtrimogene_sc import datasets, drugcomb, pl, pp, tl
@@ -72,18 +73,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a subpackage or an exported class the first time it is asked for."""
-    if name in _SUBPACKAGES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    else:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_SUBPACKAGES, *_EXPORTS})
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        **{name: f"{__name__}.{name}" for name in _SUBPACKAGES},
+        **{name: f"{__name__}.{sub}" for name, sub in _EXPORTS.items()},
+    },
+)

@@ -7,9 +7,9 @@ first use, so that package can build on this one without an import circle.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from xtrimogene_sc._lazy import lazy_names
 from xtrimogene_sc.base._errors import CheckpointError
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._model import XTrimoGene, load_query_data
@@ -38,15 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a task model from its package the first time it is asked for."""
-    if name not in _TASK_EXPORTS:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(_TASK_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_TASK_EXPORTS})
+__getattr__, __dir__ = lazy_names(__name__, _TASK_EXPORTS)
