@@ -9,28 +9,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
-import pandas as pd
 import torch
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS, TOKENS
-from xtrimogene_sc.base._saved import load_state_checked
+from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS
 from xtrimogene_sc.data._checks import CountCheck, check_counts, layer_matrix
 from xtrimogene_sc.data._datamodule import CellDataModule
-from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import check_obs_key
-from xtrimogene_sc.data._loading import observed_genes
-from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
-from xtrimogene_sc.model import _gene_embeddings
 from xtrimogene_sc.model._budget import token_budget
-from xtrimogene_sc.model._io import load_directory, save_directory
-from xtrimogene_sc.model._precision import Precision, inference_precision
+from xtrimogene_sc.model._embedding import EmbeddingMixin
+from xtrimogene_sc.model._persistence import SaveLoadMixin
 from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin
-from xtrimogene_sc.model._scfoundation import load_scfoundation
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.module._pooling import Pooling, check_pooling
@@ -45,7 +38,7 @@ logger = logging.getLogger(__name__)
 _NO_ADATA_REGISTRY = {"field_registries": {}, "setup_args": {}}
 
 
-class XTrimoGene(QueryMappingMixin, BaseModelClass):
+class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClass):
     """xTrimoGene / scFoundation asymmetric masked autoencoder for scRNA-seq counts.
 
     The encoder (exact attention) sees only a cell's expressed genes plus two read-depth tokens;
@@ -379,315 +372,6 @@ class XTrimoGene(QueryMappingMixin, BaseModelClass):
         with guarded_fit(self, runner.trainer):  # Ctrl-C -> KeyboardInterrupt; 0 steps: untrained
             runner()
 
-    # ------------------------------------------------------------------ inference
-    @torch.inference_mode()
-    def get_latent_representation(
-        self,
-        adata: AnnData | None = None,
-        *,
-        pooling: Pooling | None = None,
-        batch_size: int = 64,
-        max_tokens: int | Literal["auto"] | None = "auto",
-        layer: str | None = None,
-        gene_symbols_key: str | None = None,
-        t_mode: TargetDepthMode = "fold",
-        t_value: float = 1.0,
-        input_type: InputType = "counts",
-        precision: Precision | None = None,
-        progress: bool = True,
-    ) -> np.ndarray:
-        """Cell embeddings from the encoder.
-
-        Parameters
-        ----------
-        adata
-            Any AnnData of raw counts (in memory or ``backed="r"``); default: the registered one.
-        pooling
-            ``"concat"`` (reference ``pool_type='all'``: ``[S, T, max, mean]``), ``"max"`` or
-            ``"mean"`` over the expressed-gene tokens, ``"depth_tokens"`` (``[S, T]``) or
-            ``"max_all_tokens"`` (reference ``pool_type='max'``: a maximum over every encoder
-            token, T and S included, so read depth enters it). ``None`` (default): the model's
-            :attr:`default_pooling`.
-        batch_size
-            Largest number of cells per forward pass. Results do not depend on it.
-        max_tokens
-            Largest number of padded tokens per forward pass (long cells go in smaller
-            batches); ``"auto"`` derives it from the device's memory. Results do not depend on it.
-        layer, gene_symbols_key
-            Where counts and symbols are, for an AnnData that was not set up.
-        t_mode, t_value
-            Target depth T: ``"fold"`` (T = log10(N * t_value); default T = S), ``"absolute"``
-            (T = t_value, e.g. 4 for 10,000 counts) or ``"add_log10"`` (T = S + t_value).
-        input_type
-            ``"counts"`` (single cells, raw integer counts) or ``"bulk"``: bulk profiles in any
-            non-negative unit (counts, TPM, FPKM) embedded with the scFoundation bulk recipe,
-            values ``ln(1 + 1e4 x / N)`` and T = S = log10 N, with N the total over vocabulary
-            genes. ``"bulk"`` fixes T, so ``t_mode``/``t_value`` must keep their defaults.
-        precision
-            ``"bf16"`` (default on GPUs that support it), ``"32"`` (float32; TF32 matrix products
-            on GPUs that have them; the default on CPU) or ``"32-strict"`` (no TF32).
-        progress
-            Show a progress bar.
-
-        Returns
-        -------
-        ``(n_obs, d)`` float32 array in the order of ``adata.obs``.
-        """
-        depth = _depth_for_input(input_type, t_mode, t_value)
-        pooling = self._pooling_or_default(pooling)
-        X, var_to_position, check = self._counts_to_stream(
-            adata, layer, gene_symbols_key, require_integer=input_type == "counts"
-        )
-        self.module.eval()
-        out: np.ndarray | None = None
-        for rows, cells in iter_batches(
-            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
-            max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
-            check=check,
-        ):  # fmt: skip
-            with self._precision(precision):
-                emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
-            if out is None:
-                out = np.empty((X.shape[0], emb.shape[1]), dtype=np.float32)
-            out[rows] = emb.float().cpu().numpy()
-        return out if out is not None else np.empty((0, 0), dtype=np.float32)
-
-    def get_gene_embeddings(
-        self,
-        adata: AnnData | None = None,
-        *,
-        genes: list[str] | None = None,
-        reduce: str | None = "mean",
-        out_file: str | Path | None = None,
-        batch_size: int = 8,
-        layer: str | None = None,
-        gene_symbols_key: str | None = None,
-        t_mode: TargetDepthMode = "fold",
-        t_value: float = 1.0,
-        input_type: InputType = "counts",
-        precision: Precision | None = None,
-        progress: bool = True,
-    ) -> pd.DataFrame | np.ndarray | Path:
-        """Decoder context embeddings of genes, streamed cell batch by cell batch.
-
-        Parameters
-        ----------
-        adata
-            Cells to run (default: the registered AnnData).
-        genes
-            Vocabulary symbols to return (default: every vocabulary gene).
-        reduce
-            ``"mean"`` averages over cells and returns a DataFrame (genes x d). ``None`` keeps
-            one embedding per cell and gene: written to ``out_file`` (HDF5 dataset
-            ``gene_embeddings``, cells x genes x d) if given, else returned as an array when it
-            stays under 2 GB.
-        out_file
-            HDF5 path for per-cell output; only one batch is ever held in memory.
-        batch_size
-            Cells per decoder pass (the decoder holds batch x 19,266 x d activations).
-        layer, gene_symbols_key
-            Where counts and symbols are, for an AnnData that was not set up.
-        t_mode, t_value, input_type, precision
-            As in :meth:`get_latent_representation`.
-        progress
-            Show a progress bar.
-
-        Notes
-        -----
-        The embeddings are the decoder output after its LayerNorm and the model's final
-        LayerNorm, as the reference ``--output_type gene`` (its ``to_final`` removed).
-        """
-        depth = _depth_for_input(input_type, t_mode, t_value)
-        X, var_to_position = self._resolve(
-            adata, layer, gene_symbols_key, require_integer=input_type == "counts"
-        )
-        positions, names = _gene_embeddings.select_positions(self.vocab, genes)
-        batches = iter_batches(
-            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
-            desc="gene embeddings",
-        )  # fmt: skip
-        return _gene_embeddings.run(
-            self.module, batches, positions, names, device=self.device, n_obs=X.shape[0],
-            reduce=reduce, out_file=out_file,
-            obs_names=None if adata is None and self.adata is None else
-            list((adata if adata is not None else self.adata).obs_names), precision=precision,
-        )  # fmt: skip
-
-    @torch.inference_mode()
-    def get_reconstruction_error(
-        self,
-        adata: AnnData | None = None,
-        *,
-        batch_size: int = 32,
-        seed: int = 0,
-        layer: str | None = None,
-        gene_symbols_key: str | None = None,
-    ) -> float:
-        """Masked-value MSE with fixed masks (comparable before and after training)."""
-        X, var_to_position = self._resolve(adata, layer, gene_symbols_key)
-        observed = observed_genes(var_to_position)
-        self.module.eval()
-        total, count = 0.0, 0
-        for i, (_, cells) in enumerate(
-            iter_batches(X, var_to_position, batch_size=batch_size, progress=False)
-        ):
-            generator = torch.Generator(device=self.device).manual_seed(seed * 100_003 + i)
-            cells = cells.with_observed(observed)  # the masks training draws
-            out = self.module(cells.to(self.device), generator=generator)
-            total += float(out.masked_mse) * out.n_masked  # without the cell-level terms
-            count += out.n_masked
-        return total / max(1, count)
-
-    @property
-    def _extra_tokens(self) -> int:
-        return 2 if self.config.use_depth_tokens else 0
-
-    def _inference_tokens(self, max_tokens: int | Literal["auto"] | None) -> int | None:
-        if max_tokens == "auto":
-            return token_budget(self.config, self.device, training=False)
-        return max_tokens
-
-    def _precision(self, precision: Precision | None = None):
-        """Context manager running inference at ``precision`` on this model's device."""
-        return inference_precision(self.device, precision)
-
-    # ------------------------------------------------------------------ persistence
-    def save(
-        self,
-        dir_path: str | Path,
-        prefix: str | None = None,
-        overwrite: bool = False,
-        save_anndata: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """Save config, weights (safetensors) and vocabulary atomically to ``dir_path``."""
-        extra = {
-            "setup_args": dict(self.registry_.get("setup_args", {})),
-            "is_trained": bool(self.is_trained_),
-            "n_positions": TOKENS.N_POSITIONS,
-            "source": self.source_,
-            "default_pooling": self.default_pooling,
-        }
-        files = {}
-        if save_anndata and self.adata is not None:
-            files["adata.h5ad"] = lambda path: self.adata.write_h5ad(path)
-        save_directory(
-            dir_path, config=self.config, state_dict=self.module.state_dict(), vocab=self.vocab,
-            extra=extra, overwrite=overwrite, extra_files=files,
-        )  # fmt: skip
-
-    @classmethod
-    def load(
-        cls,
-        dir_path: str | Path,
-        adata: AnnData | None = None,
-        accelerator: str = "cpu",
-        device: int | str = "auto",
-        *,
-        key: str = "cell",
-        allow_pickle: bool = False,
-    ) -> XTrimoGene:
-        """Load a model saved by :meth:`save`, or a released scFoundation ``.ckpt`` file.
-
-        Parameters
-        ----------
-        dir_path
-            Directory written by :meth:`save` or by the pretraining export (no pickle is read),
-            or a checkpoint file in the released scFoundation layout, which is passed to
-            :meth:`from_scfoundation` with ``key`` and ``allow_pickle``. A directory of
-            another kind (a classifier, a perturbation model) is refused with the loader to use.
-        adata
-            Optional AnnData to attach; it is set up with the saved arguments if needed.
-        accelerator, device
-            Where to put the weights: ``"cpu"`` or ``"gpu"``/``"cuda"`` and a device index.
-        key, allow_pickle
-            For a scFoundation checkpoint file, see :meth:`from_scfoundation`.
-        """
-        if Path(dir_path).is_file():
-            return cls.from_scfoundation(
-                dir_path, key, adata, allow_pickle=allow_pickle, accelerator=accelerator,
-                device=device,
-            )  # fmt: skip
-        config, state_dict, _, meta = load_directory(dir_path)
-        model = cls._with_weights(adata, config, state_dict, meta.get("setup_args", {}))
-        model.is_trained_ = bool(meta.get("is_trained", True))
-        model.source_ = meta.get("source")
-        model.default_pooling = meta.get("default_pooling", "concat")  # saves before it: concat
-        return model._placed(accelerator, device)
-
-    from_pretrained = load
-
-    @classmethod
-    def from_scfoundation(
-        cls,
-        path: str | Path,
-        key: str = "cell",
-        adata: AnnData | None = None,
-        *,
-        allow_pickle: bool = False,
-        accelerator: str = "cpu",
-        device: int | str = "auto",
-    ) -> XTrimoGene:
-        """Load released scFoundation weights (``models.ckpt``) into an :class:`XTrimoGene`.
-
-        Parameters
-        ----------
-        path
-            The checkpoint file, in the released layout ``{'gene'|'cell'|'rde': {'config',
-            'state_dict'}}``. It is memory-mapped, so a 1.3 GB file is not read into memory
-            twice.
-        key
-            Which weights: ``"cell"`` for cell embeddings (the reference ``--version ce``),
-            ``"gene"`` for gene embeddings and expression, ``"rde"`` for read-depth enhancement.
-        adata
-            Optional AnnData of raw counts to attach (set up with default arguments if needed).
-        allow_pickle
-            Only ``weights_only`` loading is used by default and a file that needs full pickle is
-            refused. ``True`` unpickles it: **unsafe for files you do not trust**, since a pickle
-            can run arbitrary code.
-        accelerator, device
-            Where to put the weights: ``"cpu"`` or ``"gpu"``/``"cuda"`` and a device index.
-
-        Returns
-        -------
-        A model in eval mode with ``decoder_mode="full"``; :meth:`save` writes it in this
-        package's safetensors format.
-
-        Examples
-        --------
-        >>> model = xtg.XTrimoGene.from_scfoundation("models.ckpt", key="cell")  # doctest: +SKIP
-        >>> xtg.tl.embed(adata, model, key_added="X_scfoundation")  # doctest: +SKIP
-        """
-        config, state_dict = load_scfoundation(path, key, allow_pickle=allow_pickle)
-        model = cls._with_weights(adata, config, state_dict, {})
-        model.is_trained_ = True
-        model.source_ = {"scfoundation_checkpoint": str(path), "key": key}
-        return model._placed(accelerator, device)
-
-    @classmethod
-    def _with_weights(
-        cls,
-        adata: AnnData | None,
-        config: XTrimoGeneConfig,
-        state_dict: dict[str, torch.Tensor],
-        setup_args: dict[str, Any],
-    ) -> XTrimoGene:
-        """A model of ``config`` holding ``state_dict``, with ``adata`` set up if it is not yet."""
-        if adata is not None and not adata.uns.get("_scvi_uuid"):
-            cls.setup_anndata(
-                adata, **{k: v for k, v in setup_args.items() if k in _SETUP_ARG_NAMES}
-            )
-        model = cls(adata, config=config)
-        load_state_checked(model.module, state_dict)
-        model.module.eval()
-        return model
-
-    def _placed(self, accelerator: str, device: int | str) -> XTrimoGene:
-        if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-            index = 0 if device == "auto" else int(device)
-            self.to_device(f"cuda:{index}")
-        return self
-
 
 def load_query_data(
     adata: AnnData,
@@ -700,23 +384,3 @@ def load_query_data(
     return QueryMappingMixin.load_query_data.__func__(
         XTrimoGene, adata, reference_model, freeze=freeze, **kwargs
     )
-
-
-InputType = Literal["counts", "bulk"]
-
-
-def _depth_for_input(input_type: str, t_mode: str, t_value: float) -> DepthSpec:
-    """Target-depth rule for an input type; bulk profiles use T = S (scFoundation recipe)."""
-    if input_type not in ("counts", "bulk"):
-        msg = f"input_type must be 'counts' or 'bulk', got {input_type!r}"
-        raise ValueError(msg)
-    if input_type == "bulk" and (t_mode, t_value) != ("fold", 1.0):
-        msg = (
-            "input_type='bulk' embeds with T = S = log10 of the total (the scFoundation bulk "
-            f"recipe); leave t_mode/t_value at their defaults (got {t_mode!r}, {t_value})"
-        )
-        raise ValueError(msg)
-    return DepthSpec(t_mode, t_value)
-
-
-_SETUP_ARG_NAMES = ("layer", "batch_key", "labels_key", "gene_symbols_key", "min_gene_overlap")
