@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING
 from xtrimogene_sc._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from ._alignment import GeneAlignment
     from ._batch import SparseCells
     from ._checks import check_counts, to_csr_matrix
     from ._iterate import iter_batches
     from ._loading import LengthBucketBatchSampler, length_bucket, token_budget_sizes
     from ._tokenize import DepthSpec, tokenize_counts
-    from ._vocab import GeneAlignment, GeneVocab
+    from ._vocab import GeneVocab
 
 _EXPORTS = {
     "DepthSpec": "_tokenize",
-    "GeneAlignment": "_vocab",
+    "GeneAlignment": "_alignment",
     "GeneVocab": "_vocab",
     "LengthBucketBatchSampler": "_loading",
     "SparseCells": "_batch",

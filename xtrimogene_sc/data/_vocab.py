@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
@@ -13,106 +11,17 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from xtrimogene_sc.data._alignment import GeneAlignment
+from xtrimogene_sc.data._name_hints import (
+    candidate_hint,
+    ensembl_fraction,
+    examples,
+    mismatch_hints,
+)
+
 _VOCAB_FILE = "OS_scRNA_gene_index.19264.tsv"
 _HEADER = ("gene_name", "index")
-_ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _VOCAB_COVERAGE_WARN = 0.5
-_N_EXAMPLES = 5
-
-
-@dataclass(frozen=True, eq=False)
-class GeneAlignment:
-    """Mapping of a dataset's genes (columns) onto the fixed gene vocabulary.
-
-    Attributes
-    ----------
-    var_to_position
-        ``int64`` array of length ``n_vars``: vocabulary position of each user column, ``-1`` if unmatched.
-    n_vars
-        Number of user columns.
-    n_matched_vars
-        Number of user columns that matched a vocabulary gene.
-    n_matched_positions
-        Number of distinct vocabulary genes matched.
-    n_duplicated_vars
-        User columns mapping to a position already used by another column (summed downstream).
-    observed_positions
-        Boolean array over the vocabulary: which genes were measured. All others are zero-filled.
-    """
-
-    var_to_position: np.ndarray
-    n_vars: int
-    n_matched_vars: int
-    n_matched_positions: int
-    n_duplicated_vars: int
-    observed_positions: np.ndarray
-
-    @property
-    def coverage_vocab(self) -> float:
-        """Fraction of vocabulary genes that were measured."""
-        return self.n_matched_positions / max(len(self.observed_positions), 1)
-
-    @property
-    def coverage_user(self) -> float:
-        """Fraction of user columns that matched the vocabulary."""
-        return self.n_matched_vars / max(self.n_vars, 1)
-
-    @property
-    def matched_columns(self) -> np.ndarray:
-        """Indices of user columns with a vocabulary position."""
-        return np.flatnonzero(self.var_to_position >= 0)
-
-    def summary(self) -> str:
-        """One-line human-readable description of the alignment."""
-        return (
-            f"matched {self.n_matched_vars:,} of {self.n_vars:,} genes ({self.coverage_user:.1%}); "
-            f"{self.n_matched_positions:,} of {len(self.observed_positions):,} vocabulary genes "
-            f"measured ({self.coverage_vocab:.1%}); "
-            f"{self.n_duplicated_vars:,} duplicated symbols summed"
-        )
-
-    def positions_of(self, var_names: Sequence[str], genes: Sequence[str]) -> tuple[int, ...]:
-        """Sorted vocabulary positions of ``genes``, named as in ``var_names`` (the columns).
-
-        Raises
-        ------
-        ValueError
-            A name that is not a column, or a column outside the vocabulary; the message lists
-            a few of them.
-        """
-        column = {str(name): i for i, name in enumerate(var_names)}
-        names = [str(g) for g in genes]
-        missing = [g for g in names if g not in column]
-        if missing:
-            msg = (
-                f"{len(missing):,} of the {len(names):,} genes are not columns of the AnnData "
-                f"(e.g. {missing[:_N_EXAMPLES]}); name genes as in adata.var_names"
-            )
-            raise ValueError(msg)
-        positions = self.var_to_position[[column[g] for g in names]]
-        outside = [g for g, p in zip(names, positions, strict=True) if p < 0]
-        if outside:
-            msg = (
-                f"{len(outside):,} of the {len(names):,} genes are not in the gene vocabulary "
-                f"(e.g. {outside[:_N_EXAMPLES]}); leave them out"
-            )
-            raise ValueError(msg)
-        if not names:
-            msg = "the gene panel is empty: name at least one gene"
-            raise ValueError(msg)
-        return tuple(int(p) for p in np.unique(positions))
-
-    def to_dict(self) -> dict[str, int | float]:
-        """JSON-able scalar summary, suitable for ``adata.uns``."""
-        return {
-            "n_vars": int(self.n_vars),
-            "n_matched_vars": int(self.n_matched_vars),
-            "n_matched_positions": int(self.n_matched_positions),
-            "n_duplicated_vars": int(self.n_duplicated_vars),
-            "n_vocab": len(self.observed_positions),
-            "coverage_user": float(self.coverage_user),
-            "coverage_vocab": float(self.coverage_vocab),
-        }
 
 
 class GeneVocab:
@@ -133,7 +42,7 @@ class GeneVocab:
             raise ValueError(msg)
         index = pd.Index(arr)
         if index.has_duplicates:
-            dups = index[index.duplicated()].unique()[:_N_EXAMPLES].tolist()
+            dups = index[index.duplicated()].unique()[:5].tolist()
             msg = f"Gene vocabulary contains duplicated symbols, e.g. {dups}."
             raise ValueError(msg)
         arr.setflags(write=False)
@@ -245,11 +154,11 @@ class GeneVocab:
             msg = f"min_overlap must be in [0, 1] and min_genes >= 0, got {min_overlap} and {min_genes}."
             raise ValueError(msg)
         names, var = _resolve_names(var_names_or_adata, gene_symbols_key)
-        if gene_symbols_key is None and _ensembl_fraction(names) > 0.5:
+        if gene_symbols_key is None and ensembl_fraction(names) > 0.5:
             msg = (
-                f"Most gene names look like Ensembl IDs (e.g. {_examples(names)}), but the vocabulary "
+                f"Most gene names look like Ensembl IDs (e.g. {examples(names)}), but the vocabulary "
                 "uses HGNC symbols. Pass gene_symbols_key='<var column with symbols>'"
-                f"{_candidate_hint(var, self)}."
+                f"{candidate_hint(var, self.positions)}."
             )
             raise ValueError(msg)
         pos = _match_case_insensitively(names, self.positions(names), self)
@@ -260,14 +169,14 @@ class GeneVocab:
                 f"Only {alignment.n_matched_vars:,} of {n_user:,} genes ({alignment.coverage_user:.1%}) "
                 f"match the {len(self):,}-gene vocabulary ({n_pos:,} distinct genes); required: at "
                 f"least {min_overlap:.0%} of genes and {min_genes:,} distinct genes. Unmatched "
-                f"examples: {_examples(names[pos < 0])}.{_mismatch_hints(names[pos < 0], self)}"
+                f"examples: {examples(names[pos < 0])}.{mismatch_hints(names[pos < 0], self.positions)}"
             )
             raise ValueError(msg)
         if alignment.n_duplicated_vars:
             dup_names = names[_duplicated_mask(pos)]
             msg = (
                 f"{alignment.n_duplicated_vars:,} gene columns map to a vocabulary gene that is already "
-                f"matched (e.g. {_examples(dup_names)}); their counts will be summed."
+                f"matched (e.g. {examples(dup_names)}); their counts will be summed."
             )
             warnings.warn(msg, UserWarning, stacklevel=2)
         if alignment.coverage_vocab < _VOCAB_COVERAGE_WARN:
@@ -373,58 +282,3 @@ def _build_alignment(pos: np.ndarray, n_vocab: int) -> GeneAlignment:
 
 def _duplicated_mask(pos: np.ndarray) -> np.ndarray:
     return (pos >= 0) & pd.Series(pos).duplicated().to_numpy()
-
-
-def _examples(names: np.ndarray) -> list[object]:
-    return [n if isinstance(n, str) else repr(n) for n in names[:_N_EXAMPLES]]
-
-
-def _ensembl_fraction(names: np.ndarray) -> float:
-    hits = [isinstance(n, str) and _ENSEMBL_RE.match(n) is not None for n in names]
-    return float(np.mean(hits)) if hits else 0.0
-
-
-def _candidate_hint(var: pd.DataFrame | None, vocab: GeneVocab) -> str:
-    if var is None:
-        return " (AnnData input only), or map the IDs to HGNC symbols first"
-    found = []
-    for col in var.columns:
-        series = var[col]
-        if not (
-            series.dtype == object
-            or isinstance(series.dtype, pd.CategoricalDtype | pd.StringDtype)
-        ):
-            continue
-        frac = float((vocab.positions(series.astype(object)) >= 0).mean())
-        if frac >= 0.25:
-            found.append((frac, col))
-    if not found:
-        return "; no column of adata.var looks like it holds symbols, map Ensembl IDs to HGNC symbols first"
-    found.sort(key=lambda item: -item[0])
-    listed = ", ".join(f"{col!r} ({frac:.0%} match)" for frac, col in found)
-    return f"; candidate columns: {listed}"
-
-
-def _mismatch_hints(unmatched: np.ndarray, vocab: GeneVocab) -> str:
-    strings = [n for n in unmatched if isinstance(n, str)]
-    hints = []
-    title = [n for n in strings if n[:1].isupper() and n[1:] != n[1:].upper()]
-    if title and (vocab.positions([n.upper() for n in title]) >= 0).mean() > 0.5:
-        hints.append(
-            f"many names are in mouse-style title case (e.g. {title[:3]}); the vocabulary holds human "
-            "HGNC symbols, so map mouse genes to their human orthologs (mixed case is not folded)"
-        )
-    if _ensembl_fraction(np.asarray(strings, dtype=object)) > 0.5:
-        hints.append(
-            "many names look like Ensembl IDs; pass gene_symbols_key= with a var column of symbols"
-        )
-    numbers = [n for n in unmatched if str(n).strip().lstrip("-").isdigit()]
-    if len(numbers) > 0.5 * max(len(unmatched), 1):
-        hints.append(
-            f"the gene names are integers (e.g. {[str(n) for n in numbers[:3]]}): the var index "
-            "was reset or the file was written without gene names; put HGNC symbols in "
-            "var_names, or pass gene_symbols_key= with the var column that holds them"
-        )
-    if len(strings) < len(unmatched):
-        hints.append(f"{len(unmatched) - len(strings):,} names are missing (NaN/None)")
-    return "".join(f" Hint: {h}." for h in hints)

@@ -16,10 +16,11 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS
+from xtrimogene_sc.data._alignment import GeneAlignment
 from xtrimogene_sc.data._checks import CountCheck, check_counts, layer_matrix
 from xtrimogene_sc.data._datamodule import CellDataModule
 from xtrimogene_sc.data._labels import check_obs_key
-from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
+from xtrimogene_sc.data._vocab import GeneVocab
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._embedding import EmbeddingMixin
 from xtrimogene_sc.model._persistence import SaveLoadMixin

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from xtrimogene_sc.data._alignment import GeneAlignment
 from xtrimogene_sc.data._checks import check_counts, to_csr_matrix
 from xtrimogene_sc.data._tokenize import align_rows, normalise
-from xtrimogene_sc.data._vocab import GeneAlignment, GeneVocab
+from xtrimogene_sc.data._vocab import GeneVocab
 
 if TYPE_CHECKING:
     from anndata import AnnData
