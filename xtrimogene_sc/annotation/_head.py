@@ -43,7 +43,7 @@ class ClassifierModule(nn.Module):
 
         Dropout in the encoder would change the variance of the pooled features between training
         and evaluation, after the head's BatchNorm has learnt their training-time statistics; on
-        PBMCs the head then predicted a single class at evaluation for many epochs.
+        small data the head can then predict a single class at evaluation for many epochs.
         """
         super().train(mode)
         self.backbone.eval()

@@ -22,9 +22,8 @@ class TrainingRecipe:
         Size preset (see :meth:`~xtrimogene_sc.XTrimoGeneConfig.preset`).
     encoder_depth
         Encoder layers, replacing the preset's (``None``, the default: the preset's; ``tiny``
-        has 2). :data:`SMALL_DATA_RECIPE` uses one: on 700 and 2,140 cells it scores like two,
-        and without encoder dropout a step is 1.4x faster
-        (``benchmarks/SMALL_DATA_RESULTS.md``).
+        has 2). :data:`SMALL_DATA_RECIPE` uses one, which scores like two on small data sets
+        at a lower cost a step.
     encoder_dim
         Encoder width, replacing the preset's (``None``, the default: the preset's; ``tiny``
         has 64).
@@ -32,18 +31,16 @@ class TrainingRecipe:
     contrastive_view, cell_reconstruction_weight, cell_reconstruction_scaled,
     cell_reconstruction_query
         :class:`~xtrimogene_sc.XTrimoGeneConfig` fields. The recipe trains without encoder
-        dropout: it scored no worse than 0.1 and a CPU step is a tenth faster without the masks.
+        dropout, which costs a CPU step its dropout masks and did not help.
     steps
         Optimiser steps to train for; the number of epochs follows from the data size (at
         least one). Small data sets need many passes, large ones few.
     min_epochs
         But at least this many passes over the cells: on a few thousand cells, ``steps`` alone
         would see each cell too rarely (``None``: no minimum). The time therefore grows with the
-        number of cells; the recipe is meant for up to a few thousand (2,140 cells: about 7,300
-        steps). Larger data sets belong to :func:`~xtrimogene_sc.pretrain.pretrain`. The
-        recipe's 60 passes score like 80 (kNN accuracy within 0.01, Leiden ARI a little higher
-        on both benchmark sets) in three quarters of the time
-        (``benchmarks/SMALL_DATA_RESULTS.md``).
+        number of cells; the recipe is meant for up to a few thousand. Larger data sets belong
+        to :func:`~xtrimogene_sc.pretrain.pretrain`. How the recipe's choices were measured is
+        in the small-data section of the documentation (:doc:`/model`).
     epochs
         If set, train for exactly this many epochs instead of ``steps``.
     batch_size, lr

@@ -39,7 +39,7 @@ class XTrimoGeneConfig:
         Dropout on the encoder's attention weights. ``TransformerEncoderLayer`` applies
         ``encoder_dropout`` there too; this package defaults to 0 because any attention dropout
         makes CPU attention fall back to a kernel that materialises the ``K x K`` score matrix
-        (memory quadratic in the expressed genes, ~8x slower at 2,000 genes).
+        (memory quadratic in the expressed genes, and several times slower).
     max_encoder_genes
         Training cap on a cell's encoder input (the reference configuration's
         ``mae_encoder_max_seq_len`` is 15,000). When more expressed genes survive masking, a
@@ -86,9 +86,8 @@ class XTrimoGeneConfig:
         this temperature. The first view is what the masked regression's encoder reads; the
         second is ``"sample"``, an independent random sample of the expressed genes (the same
         share), or ``"thin"``, the cell binomially down-sampled to 10-100% of its read depth,
-        which teaches the embedding to ignore depth. It costs one more encoder pass a step
-        (about +50% time for the tiny preset on a CPU). Off by default: it helped on 700
-        PBMCs and hurt on 2,140 sorted PBMCs (``benchmarks/SMALL_DATA_RESULTS.md``).
+        which teaches the embedding to ignore depth. It costs one more encoder pass a step.
+        Off by default: whether it helps depends on the data set (:doc:`/model`).
     cell_reconstruction_weight
         An optional cell-level loss added to the masked regression (0: off, the reference
         objective): from the mean-pooled encoder output of the masked cell alone, predict the
@@ -113,14 +112,12 @@ class XTrimoGeneConfig:
         gene's embedding, applied to the batch-normalised cell, as described above. Each
         dimension of the pooled cell is rescaled on its own there, so the read-out leaves the
         embedding's geometry free, and on small data it settles on a few dominant directions
-        (an effective rank of about 5 of 64). ``"tied"``: the query *is* the gene's own
+        (a low effective rank). ``"tied"``: the query *is* the gene's own
         embedding (the table normalised to unit root-mean-square column norm, times one
         learned gain), and the pooled cell is centred and divided by one scalar spread.
         Distances between embeddings then follow distances between predicted profiles, as
-        between principal components: the embedding becomes PCA-like (effective rank about 40
-        at width 64, read depth no stronger than in PCA). The per-gene offset is then a small
-        network of the detached gene embedding. See ``benchmarks/SMALL_DATA_RESULTS.md`` for
-        what each choice scores.
+        between principal components: the embedding becomes PCA-like. The per-gene offset is then a small
+        network of the detached gene embedding. :doc:`/model` says what each choice scores.
     """
 
     encoder_dim: int = 768
