@@ -5,6 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.data._tokenize import DepthSpec, tokenize_counts
@@ -79,3 +80,24 @@ def test_tokenization_never_builds_a_dense_cells_by_genes_matrix():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 40e6
+
+
+def test_panel_tokenisation_equals_selecting_the_panel_after():
+    """Emitting only the panel genes gives what the module would keep, depth from every gene."""
+    from xtrimogene_sc.data._tokenize import panel_mask
+
+    rng = np.random.default_rng(3)
+    counts = sp.random(6, 40, density=0.4, format="csr", random_state=3,
+                       data_rvs=lambda n: rng.integers(1, 9, n)).astype(np.float32)  # fmt: skip
+    counts[:, 0] = 1  # every cell has a panel gene
+    positions = np.arange(40) * 11
+    mask = panel_mask(positions[::3])
+    full = tokenize_counts(counts, positions, target_counts=counts)
+    panel = tokenize_counts(counts, positions, target_counts=counts, panel=mask)
+    expected = full.select_genes(torch.from_numpy(mask))
+    for name in ("crow", "pos", "value", "depth_t", "depth_s"):
+        assert torch.equal(getattr(panel, name), getattr(expected, name)), name
+    assert torch.equal(panel.target.pos, expected.target.pos)
+    assert panel.pos.numel() > 0  # panel genes were emitted
+    assert bool((~torch.from_numpy(mask)[full.pos]).any())  # and others were left out
+    assert panel_mask(None) is None

@@ -28,6 +28,7 @@ from xtrimogene_sc.data import GeneVocab
 from xtrimogene_sc.data._checks import CountCheck, layer_matrix
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import usable_labels
+from xtrimogene_sc.data._tokenize import panel_mask
 from xtrimogene_sc.model._backbone import backbone_module
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._model import XTrimoGene
@@ -243,6 +244,7 @@ class XTrimoGeneClassifier(TaskModel):
             progress=progress,
             desc="classify",
             check=check,
+            panel=panel_mask(self.backbone.config.input_positions),
         ):
             out[rows] = module(cells.to(self.device)).double().cpu().numpy()
         return softmax(out / self.temperature_, axis=1)

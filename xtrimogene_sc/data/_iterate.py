@@ -27,6 +27,7 @@ def iter_batches(
     progress: bool = True,
     desc: str = "cells",
     check: CountCheck | None = None,
+    panel: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, SparseCells]]:
     """Yield ``(row indices, minibatch)`` over all rows of ``X``.
 
@@ -35,7 +36,8 @@ def iter_batches(
     of at most ``batch_size`` cells and ``max_tokens`` padded tokens (each cell counting its genes
     plus ``extra_tokens``). Memory is bounded by one chunk and one batch, whatever the number of
     cells. With ``check``, each chunk passes the raw-count checks as it is read (one pass over
-    the data), and a bad chunk is refused before any of its cells is yielded.
+    the data), and a bad chunk is refused before any of its cells is yielded. With ``panel``
+    (a ``(19264,)`` boolean mask), only the model's panel genes are tokenised.
     """
     n_obs = X.shape[0]
     with tqdm(total=n_obs, desc=desc, unit="cell", disable=not progress) as bar:
@@ -49,5 +51,6 @@ def iter_batches(
             sizes = token_budget_sizes(lengths[order] + extra_tokens, batch_size, max_tokens)
             for i, j in itertools.pairwise(np.cumsum([0, *sizes])):
                 rows = order[i:j]
-                yield start + rows, tokenize_counts(block[rows], var_to_position, depth=depth)
+                cells = tokenize_counts(block[rows], var_to_position, depth=depth, panel=panel)
+                yield start + rows, cells
                 bar.update(len(rows))

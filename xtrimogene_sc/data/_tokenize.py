@@ -13,6 +13,7 @@ and the target depth T is chosen explicitly (spec §1.4):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,6 +113,7 @@ def tokenize_counts(
     *,
     depth: DepthSpec | None = None,
     target_counts: sp.spmatrix | np.ndarray | None = None,
+    panel: np.ndarray | None = None,
 ) -> SparseCells:
     """Turn a chunk of raw counts (cells x user genes) into a model minibatch.
 
@@ -126,6 +128,9 @@ def tokenize_counts(
     target_counts
         Optional full-depth counts regressed instead of ``counts`` (read-depth-aware pretraining);
         T is then ``log10`` of the target total.
+    panel
+        Optional ``(19264,)`` boolean mask of the genes the model reads (its gene panel): only
+        those entries are emitted. The depth ``N`` and the values still count every gene.
     """
     depth = depth or DepthSpec()
     aligned = align_rows(sp.csr_matrix(counts), var_to_position)
@@ -135,11 +140,36 @@ def tokenize_counts(
     if target_counts is not None:
         target_aligned = align_rows(sp.csr_matrix(target_counts), var_to_position)
         target_values, target_log10 = normalise(target_aligned)
+        target_aligned, target_values = _panel_entries(target_aligned, target_values, panel)
         target = _to_cells(target_aligned, target_values, target_log10, target_log10)
         depth_t = target_log10
+    aligned, values = _panel_entries(aligned, values, panel)
     cells = _to_cells(aligned, values, depth_t, log10_total)
     cells.target = target
     return cells
+
+
+def panel_mask(positions: Sequence[int] | None) -> np.ndarray | None:
+    """``(19264,)`` boolean mask of a gene panel's vocabulary positions (``None``: every gene)."""
+    if positions is None:
+        return None
+    mask = np.zeros(TOKENS.N_GENES, dtype=bool)
+    mask[np.asarray(positions, dtype=np.int64)] = True
+    return mask
+
+
+def _panel_entries(
+    aligned: sp.csr_matrix, values: np.ndarray, panel: np.ndarray | None
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The entries of ``aligned`` (and their ``values``) at ``panel`` genes only."""
+    if panel is None:
+        return aligned, values
+    keep = panel[aligned.indices]
+    rows = np.repeat(np.arange(aligned.shape[0]), np.diff(aligned.indptr))[keep]
+    indptr = np.zeros(aligned.shape[0] + 1, dtype=aligned.indptr.dtype)
+    np.cumsum(np.bincount(rows, minlength=aligned.shape[0]), out=indptr[1:])
+    kept = sp.csr_matrix((aligned.data[keep], aligned.indices[keep], indptr), shape=aligned.shape)
+    return kept, values[keep]
 
 
 def _to_cells(

@@ -15,7 +15,7 @@ import torch
 
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._loading import observed_genes
-from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
+from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode, panel_mask
 from xtrimogene_sc.model import _gene_embeddings
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._precision import Precision, inference_precision
@@ -100,7 +100,7 @@ class EmbeddingMixin:
         for rows, cells in iter_batches(
             X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
             max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
-            check=check,
+            check=check, panel=panel_mask(self.config.input_positions),
         ):  # fmt: skip
             with self._precision(precision):
                 emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
