@@ -36,7 +36,7 @@ class DenseTransformerBaseline(nn.Module):
     Per minibatch, the sparse cells are densified to ``(B, n_genes [+2])`` (a classical model has no
     other choice); every position, zero or not, is embedded by the auto-discretization embedding
     plus a learned position embedding. Training masks with the module's probabilities (non-zero
-    genes with ``config.mask_ratio_nonzero``, zero genes with ``config.mask_ratio_zero``, depth
+    genes with ``config.objective.mask_ratio_nonzero``, zero genes with ``config.objective.mask_ratio_zero``, depth
     tokens never), replaces masked positions by a learned mask embedding and regresses the masked
     values with an MSE loss, exactly as the asymmetric model's pretraining objective.
 
@@ -157,8 +157,8 @@ class DenseTransformerBaseline(nn.Module):
         nonzero_masked, zero_masked = sample_masks(
             cells.crow,
             self.n_genes,
-            p_nonzero=c.mask_ratio_nonzero,
-            p_zero=c.mask_ratio_zero,
+            p_nonzero=c.objective.mask_ratio_nonzero,
+            p_zero=c.objective.mask_ratio_zero,
             positions=local,
             keep_at_least_one=not c.use_depth_tokens,
             generator=generator,

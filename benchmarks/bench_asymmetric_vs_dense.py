@@ -142,7 +142,7 @@ def analytic_flops(
     """
     c = config
     depth_tokens = 2 if c.use_depth_tokens else 0
-    p_nz, p_z = c.mask_ratio_nonzero, c.mask_ratio_zero
+    p_nz, p_z = c.objective.mask_ratio_nonzero, c.objective.mask_ratio_zero
     if model == "dense":
         length = n_genes + depth_tokens
         masked = p_nz * nnz + p_z * (n_genes - nnz)
@@ -311,8 +311,8 @@ def run_job(job: Job) -> dict[str, Any]:
             nonzero_masked, _ = sample_masks(
                 cells.crow,
                 TOKENS.N_GENES,
-                p_nonzero=config.mask_ratio_nonzero,
-                p_zero=config.mask_ratio_zero,
+                p_nonzero=config.objective.mask_ratio_nonzero,
+                p_zero=config.objective.mask_ratio_zero,
                 positions=cells.pos,
                 keep_at_least_one=not config.use_depth_tokens,
                 generator=generator,

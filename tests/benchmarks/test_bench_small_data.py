@@ -42,7 +42,7 @@ def test_every_sweep_variant_is_a_valid_configuration_that_the_command_line_can_
     for name, recipe in variants.items():
         assert "," not in name, name
         config = XTrimoGeneConfig.preset(recipe.preset, **recipe.config_overrides())
-        assert config.cell_reconstruction_query == recipe.cell_reconstruction_query
+        assert config.objective.cell_reconstruction_query == recipe.cell_reconstruction_query
     assert (
         XTrimoGeneConfig.preset(
             "tiny", **variants["tied read-out width 32"].config_overrides()

@@ -121,7 +121,7 @@ def test_a_recipe_with_the_cell_level_losses_trains_saves_and_reloads(
     before = model.get_latent_representation(pooling="mean", progress=False)
     model.save(tmp_path / "m")
     again = xtg.XTrimoGene.load(tmp_path / "m", registered)
-    assert again.module.config.contrastive_view == view
+    assert again.module.config.objective.contrastive_view == view
     np.testing.assert_allclose(
         again.get_latent_representation(pooling="mean", progress=False), before, atol=1e-5
     )

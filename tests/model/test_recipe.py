@@ -34,7 +34,7 @@ def test_pretrain_builds_the_recipe_model_and_trains_the_epochs_asked(tiny_adata
     recipe = TrainingRecipe(mask_ratio_nonzero=0.4, batch_size=64)
     model = recipe.pretrain(tiny_adata, max_epochs=max_epochs, enable_progress_bar=False)
     assert model.is_trained
-    assert model.config.mask_ratio_nonzero == 0.4
+    assert model.config.objective.mask_ratio_nonzero == 0.4
     assert model.config.decoder_mode == recipe.decoder_mode
     assert len(model.history["validation_loss"]) == max_epochs
 
@@ -66,13 +66,13 @@ def test_the_recipe_sets_the_encoder_width_and_read_out_query_when_asked(tiny_ad
         model = recipe.pretrain(tiny_adata, max_epochs=1, enable_progress_bar=False)
     assert model.config.encoder_dim == 32
     assert model.module.gene_embedding.weight.shape[1] == 32
-    assert model.config.cell_reconstruction_query == "tied"
+    assert model.config.objective.cell_reconstruction_query == "tied"
     assert float(model.module.cell_gain) != 1.0  # trained
     embedding = model.get_latent_representation(pooling="mean", progress=False)
     assert embedding.shape == (tiny_adata.n_obs, 32)
     model.save(tmp_path / "tied")
     loaded = xtg.XTrimoGene.load(tmp_path / "tied", adata=tiny_adata)
-    assert loaded.config.cell_reconstruction_query == "tied"
+    assert loaded.config.objective.cell_reconstruction_query == "tied"
     torch.testing.assert_close(loaded.module.cell_gain, model.module.cell_gain)
     torch.testing.assert_close(
         loaded.module.cell_norm.running_mean, model.module.cell_norm.running_mean

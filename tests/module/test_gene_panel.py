@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ def _cells(n_cells=5, n_genes=200, seed=0):
 
 def _panel_module(tiny_config, positions, **overrides):
     torch.manual_seed(0)
-    return XTrimoGeneModule(replace(tiny_config, input_positions=positions, **overrides)).eval()
+    return XTrimoGeneModule(tiny_config.replace(input_positions=positions, **overrides)).eval()
 
 
 def test_select_genes_keeps_only_allowed_entries_row_by_row():
@@ -54,7 +53,7 @@ def test_embedding_ignores_genes_outside_the_panel(tiny_config):
             only_panel = m.embed_cells(cells.select_genes(allowed), pooling=pooling)
             torch.testing.assert_close(full, only_panel)
         # without a panel the other genes do change the embedding
-        free = XTrimoGeneModule(replace(tiny_config)).eval()
+        free = XTrimoGeneModule(tiny_config.replace()).eval()
         free.load_state_dict(m.state_dict())
         assert not torch.allclose(free.embed_cells(cells), m.embed_cells(cells))
 

@@ -23,7 +23,7 @@ def _cells(n_cells=6, n_genes=300, density=0.1, seed=0):
 
 @pytest.fixture(params=["masked", "full"])
 def module(request, tiny_config):
-    return XTrimoGeneModule(replace(tiny_config, decoder_mode=request.param))
+    return XTrimoGeneModule(tiny_config.replace(decoder_mode=request.param))
 
 
 def test_encoder_sees_only_kept_nonzero_genes_plus_depth_tokens(tiny_config):
@@ -106,7 +106,7 @@ def test_concat_pooling_layout(tiny_config):
 
 
 def test_pooling_without_depth_tokens(tiny_config):
-    m = XTrimoGeneModule(replace(tiny_config, use_depth_tokens=False)).eval()
+    m = XTrimoGeneModule(tiny_config.replace(use_depth_tokens=False)).eval()
     with torch.no_grad():
         assert m.embed_cells(_cells(), pooling="concat").shape[1] == 2 * tiny_config.encoder_dim
         with pytest.raises(ValueError, match="depth_tokens"):
@@ -121,8 +121,8 @@ def test_decode_context_covers_every_position(tiny_config):
 
 
 def test_full_and_masked_decoders_share_parameters(tiny_config):
-    full = XTrimoGeneModule(replace(tiny_config, decoder_mode="full"))
-    masked = XTrimoGeneModule(replace(tiny_config, decoder_mode="masked"))
+    full = XTrimoGeneModule(tiny_config.replace(decoder_mode="full"))
+    masked = XTrimoGeneModule(tiny_config.replace(decoder_mode="masked"))
     masked.load_state_dict(full.state_dict())  # a model trained one way runs the other way
 
 
@@ -149,7 +149,7 @@ def test_reference_configuration_parameter_count():
 
 
 def test_encoder_cap_bounds_the_encoder_input_and_masks_the_rest(tiny_config):
-    m = XTrimoGeneModule(replace(tiny_config, max_encoder_genes=5, mask_ratio_nonzero=0.0))
+    m = XTrimoGeneModule(tiny_config.replace(max_encoder_genes=5, mask_ratio_nonzero=0.0))
     cells = _cells(n_cells=3, density=0.2)
     seen = []
     m.encode = lambda c, keep=None: (
@@ -168,9 +168,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
     grads = []
     for flag in (False, True):
         torch.manual_seed(0)
-        m = XTrimoGeneModule(
-            replace(tiny_config, gradient_checkpointing=flag, encoder_dropout=0.1)
-        )
+        m = XTrimoGeneModule(tiny_config.replace(gradient_checkpointing=flag, encoder_dropout=0.1))
         m.train()
         m(cells, generator=torch.Generator().manual_seed(3)).loss.backward()
         grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -26,7 +24,7 @@ def _cells(n_cells: int = 5) -> object:
 @pytest.mark.parametrize("depth_tokens", [True, False])
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_pooled_width_is_what_the_encoder_gives(tiny_config, pooling, depth_tokens):
-    config = replace(tiny_config, use_depth_tokens=depth_tokens)
+    config = tiny_config.replace(use_depth_tokens=depth_tokens)
     module = XTrimoGeneModule(config).eval()
     if pooling == "depth_tokens" and not depth_tokens:
         with pytest.raises(ValueError, match="use_depth_tokens=True"):
@@ -53,7 +51,7 @@ def test_unknown_pooling_is_refused_before_the_encoder_runs(tiny_config):
 
 @pytest.mark.parametrize("n_trainable", [0, 1, 2])
 def test_freeze_backbone_trains_only_the_last_blocks(tiny_config, n_trainable):
-    module = XTrimoGeneModule(replace(tiny_config, encoder_depth=2))
+    module = XTrimoGeneModule(tiny_config.replace(encoder_depth=2))
     assert freeze_backbone(module, n_trainable) == list(range(2 - n_trainable, 2))
     trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in module.named_parameters()
                  if p.requires_grad}  # fmt: skip
@@ -65,6 +63,6 @@ def test_freeze_backbone_trains_only_the_last_blocks(tiny_config, n_trainable):
 
 @pytest.mark.parametrize("bad", [-1, 3, 1.0, True, None])
 def test_freeze_backbone_refuses_counts_outside_the_encoder(tiny_config, bad):
-    module = XTrimoGeneModule(replace(tiny_config, encoder_depth=2))
+    module = XTrimoGeneModule(tiny_config.replace(encoder_depth=2))
     with pytest.raises(ValueError, match=r"n_trainable_layers must be an integer in \[0, 2\]"):
         freeze_backbone(module, bad)

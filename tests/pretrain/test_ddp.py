@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,7 +137,7 @@ def test_every_parameter_gets_a_gradient(decoder_mode: str, tiny_config) -> None
         adata = synthetic_counts(n_obs=4, n_vars=300, seed=1)
         alignment = GeneVocab.default().align(adata)
     block = align_rows(adata.X, alignment.var_to_position)
-    module = XTrimoGeneModule(replace(tiny_config, decoder_mode=decoder_mode))
+    module = XTrimoGeneModule(tiny_config.replace(decoder_mode=decoder_mode))
     module(ReadDepthAugmentation(seed=0)(block)).loss.backward()
     missing = [n for n, p in module.named_parameters() if p.grad is None]
     assert not missing

@@ -341,7 +341,7 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
         data = CellDataModule(
             X, var_to_position, batch_size=batch_size, train_size=train_size,
             num_workers=num_workers, max_tokens=max_tokens,
-            max_genes=self.config.max_encoder_genes, extra_tokens=self._extra_tokens,
+            max_genes=self.config.objective.max_encoder_genes, extra_tokens=self._extra_tokens,
         )  # fmt: skip
         check_training_cells(data.n_train, n_obs, train_size)
         total_steps = max(1, data.n_train_batches * max_epochs)

@@ -27,6 +27,7 @@ from xtrimogene_sc._constants import TOKENS
 from xtrimogene_sc.base._errors import CheckpointError
 from xtrimogene_sc.base._integrity import check_finite
 from xtrimogene_sc.module._config import XTrimoGeneConfig
+from xtrimogene_sc.module._objective_config import PretrainingObjective
 
 VARIANTS = ("gene", "cell", "rde")
 DROPPED = ("token_emb.emb_pad.weight",)  # the pad row: padding is an explicit mask here
@@ -212,9 +213,11 @@ def to_config(
         decoder_depth=sides["decoder"][1], decoder_heads=sides["decoder"][2],
         ff_mult=ff_mult, decoder_nb_features=nb_features,
         bin_num=int(merged.get("bin_num", 100)), bin_alpha=float(merged.get("bin_alpha", 1.0)),
-        mask_ratio_nonzero=float(merged.get("value_mask_prob", merged.get("mask_prob", 0.3))),
-        mask_ratio_zero=float(merged.get("zero_mask_prob", 0.03)),
         use_depth_tokens=True, decoder_mode="full",
+        objective=PretrainingObjective(
+            mask_ratio_nonzero=float(merged.get("value_mask_prob", merged.get("mask_prob", 0.3))),
+            mask_ratio_zero=float(merged.get("zero_mask_prob", 0.03)),
+        ),
     )  # fmt: skip
 
 

@@ -1,28 +1,25 @@
-"""Model hyper-parameters as one frozen dataclass with named size presets."""
+"""Model hyper-parameters: the architecture, with its pretraining objective, and size presets."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
 from xtrimogene_sc._constants import TOKENS
+from xtrimogene_sc.module._objective_config import PretrainingObjective
 
 DecoderMode = Literal["full", "masked"]
-ZeroMaskScope = Literal["observed", "vocabulary"]
-ContrastiveView = Literal["sample", "thin"]
-CellQuery = Literal["mlp", "tied"]
-# fields whose value must be one of their Literal type's options
-_CHOICES = {
-    "contrastive_view": ContrastiveView,
-    "cell_reconstruction_query": CellQuery,
-    "zero_mask_scope": ZeroMaskScope,
-    "decoder_mode": DecoderMode,
-}
 
 
 @dataclass(frozen=True)
 class XTrimoGeneConfig:
-    """Hyper-parameters of the asymmetric encoder-decoder.
+    """Hyper-parameters of the asymmetric encoder-decoder: its architecture, and its objective.
+
+    The architecture is the fields below; what pretraining asks of the model (masking, the
+    optional cell-level losses) is the separate :class:`PretrainingObjective` in
+    :attr:`objective`. Both are saved with a model. Objective fields may be given by name
+    wherever a configuration is built (:meth:`preset`, :meth:`replace`, :meth:`from_dict`,
+    ``XTrimoGene(..., contrastive_weight=1.0)``) and go to the objective.
 
     Attributes
     ----------
@@ -40,12 +37,6 @@ class XTrimoGeneConfig:
         ``encoder_dropout`` there too; this package defaults to 0 because any attention dropout
         makes CPU attention fall back to a kernel that materialises the ``K x K`` score matrix
         (memory quadratic in the expressed genes, and several times slower).
-    max_encoder_genes
-        Training cap on a cell's encoder input (the reference configuration's
-        ``mae_encoder_max_seq_len`` is 15,000). When more expressed genes survive masking, a
-        random subset beyond the cap is masked as well: those genes are predicted instead of
-        seen, so the cell still contributes every value to the loss. ``None`` disables the cap.
-        Inference never drops genes.
     gradient_checkpointing
         Recompute each encoder and decoder block's activations in the backward pass instead of
         storing them: much less activation memory for about a third more compute.
@@ -59,15 +50,6 @@ class XTrimoGeneConfig:
         cuts decoder work roughly by the sparsity of the data; unmasked zeros are then not seen.
     bin_num, bin_alpha
         Auto-discretization bins and residual weight (reference: 100, 1.0).
-    mask_ratio_nonzero, mask_ratio_zero
-        Masking probabilities for non-zero and zero genes (reference: 0.3, 0.03).
-    zero_mask_scope
-        Which zero genes can be masked and scored. ``"observed"``: only genes the data set
-        measures, when the batch says which (training on an AnnData does); a gene the data set
-        never measured is zero in every cell, and regressing that zero teaches nothing about the
-        cell. ``"vocabulary"``: every vocabulary gene, as the reference (right for corpora where
-        every gene is measured). Batches that carry no measured-gene mask (the streamed
-        pretraining corpus) always use the whole vocabulary.
     use_depth_tokens
         Append the read-depth tokens T and S (scFoundation RDA) to every cell.
     seed
@@ -78,46 +60,8 @@ class XTrimoGeneConfig:
         ``N`` (the values ``ln(1 + 1e4 c / N)`` and the T and S tokens), but those genes are never
         fed to the encoder, masked or scored. Small data sets train better on their highly
         variable genes (:class:`~xtrimogene_sc.model.TrainingRecipe` ``n_top_genes``).
-    contrastive_weight, contrastive_temperature, contrastive_view
-        An optional cell-level loss added to the masked regression (weight 0: off, the
-        reference objective). Each training step encodes a second view of every cell and
-        matches the mean-pooled embeddings of the two views (through a small projection head,
-        unused at inference) against the other cells of the minibatch: a symmetric InfoNCE at
-        this temperature. The first view is what the masked regression's encoder reads; the
-        second is ``"sample"``, an independent random sample of the expressed genes (the same
-        share), or ``"thin"``, the cell binomially down-sampled to 10-100% of its read depth,
-        which teaches the embedding to ignore depth. It costs one more encoder pass a step.
-        Off by default: whether it helps depends on the data set (:doc:`/model`).
-    cell_reconstruction_weight
-        An optional cell-level loss added to the masked regression (0: off, the reference
-        objective): from the mean-pooled encoder output of the masked cell alone, predict the
-        value of every gene the model can score (its panel, the data set's measured genes), zero
-        or not, as the scaled dot product of the batch-normalised cell vector with a query
-        computed from each gene's embedding (plus a per-gene offset). The pooled embedding, the
-        one :meth:`~xtrimogene_sc.XTrimoGene.get_latent_representation` returns with
-        ``pooling="mean"``, thereby has to summarise the whole profile, as principal components
-        do (scGPT's "GEPC" objective is of this kind). The batch normalisation matters: the
-        masked regression alone lets the pooled vector shrink towards one point for every cell,
-        and a read-out of raw means then learns little. It costs one ``B x G`` matrix product a
-        step; the read-out is absent from the state dict when off.
-    cell_reconstruction_scaled
-        Score that read-out on standardised values, as scanpy's ``pp.scale`` does before PCA:
-        each gene's value minus its mean, over its standard deviation (floored at 0.1), clipped
-        at +-10. Unscaled, the few highly expressed genes dominate the squared error; scaled,
-        every panel gene counts alike. The means and variances are running estimates over the
-        training batches (the plain average of the first 100 batches, then an exponential one
-        with weight 0.01), kept in the state dict beside the read-out.
-    cell_reconstruction_query
-        How that read-out forms each gene's query. ``"mlp"`` (default): a small network of the
-        gene's embedding, applied to the batch-normalised cell, as described above. Each
-        dimension of the pooled cell is rescaled on its own there, so the read-out leaves the
-        embedding's geometry free, and on small data it settles on a few dominant directions
-        (a low effective rank). ``"tied"``: the query *is* the gene's own
-        embedding (the table normalised to unit root-mean-square column norm, times one
-        learned gain), and the pooled cell is centred and divided by one scalar spread.
-        Distances between embeddings then follow distances between predicted profiles, as
-        between principal components: the embedding becomes PCA-like. The per-gene offset is then a small
-        network of the detached gene embedding. :doc:`/model` says what each choice scores.
+    objective
+        The pretraining objective (:class:`PretrainingObjective`; a dict is converted).
     """
 
     encoder_dim: int = 768
@@ -129,25 +73,16 @@ class XTrimoGeneConfig:
     ff_mult: int = 4
     encoder_dropout: float = 0.1
     attention_dropout: float = 0.0
-    max_encoder_genes: int | None = 15_000
     gradient_checkpointing: bool = False
     decoder_nb_features: int | None = None
     feature_redraw_interval: int = 1000
     decoder_mode: DecoderMode = "full"
     bin_num: int = 100
     bin_alpha: float = 1.0
-    mask_ratio_nonzero: float = 0.3
-    mask_ratio_zero: float = 0.03
-    zero_mask_scope: ZeroMaskScope = "observed"
     use_depth_tokens: bool = True
     seed: int = 0
     input_positions: tuple[int, ...] | None = None
-    contrastive_weight: float = 0.0
-    contrastive_temperature: float = 0.1
-    contrastive_view: ContrastiveView = "sample"
-    cell_reconstruction_weight: float = 0.0
-    cell_reconstruction_scaled: bool = False
-    cell_reconstruction_query: CellQuery = "mlp"
+    objective: PretrainingObjective = field(default_factory=PretrainingObjective)
 
     def __post_init__(self) -> None:
         if self.input_positions is not None:
@@ -167,61 +102,71 @@ class XTrimoGeneConfig:
             if dim <= 0 or heads <= 0 or dim % heads:
                 msg = f"{side}_dim={dim} must be a positive multiple of {side}_heads={heads}"
                 raise ValueError(msg)
-        for name in (
-            "mask_ratio_nonzero", "mask_ratio_zero", "encoder_dropout", "attention_dropout"
-        ):  # fmt: skip
+        for name in ("encoder_dropout", "attention_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 msg = f"{name}={value} must lie in [0, 1)"
                 raise ValueError(msg)
-        if not self.contrastive_weight >= 0.0:
-            msg = (
-                f"contrastive_weight must be >= 0 (0 turns it off), got {self.contrastive_weight}"
-            )
+        if self.decoder_mode not in get_args(DecoderMode):
+            options = " or ".join(map(repr, get_args(DecoderMode)))
+            msg = f"decoder_mode must be {options}, got {self.decoder_mode!r}"
             raise ValueError(msg)
-        if not self.cell_reconstruction_weight >= 0.0:
-            msg = (
-                "cell_reconstruction_weight must be >= 0 (0 turns it off), got "
-                f"{self.cell_reconstruction_weight}"
-            )
-            raise ValueError(msg)
-        if not self.contrastive_temperature > 0.0:
-            msg = f"contrastive_temperature must be > 0, got {self.contrastive_temperature}"
-            raise ValueError(msg)
-        for name, choices in _CHOICES.items():  # the Literal types are the one list of options
-            value, options = getattr(self, name), get_args(choices)
-            if value not in options:
-                msg = f"{name} must be {' or '.join(map(repr, options))}, got {value!r}"
-                raise ValueError(msg)
-        if self.max_encoder_genes is not None and self.max_encoder_genes < 1:
-            msg = f"max_encoder_genes must be a positive integer or None, got {self.max_encoder_genes}"
-            raise ValueError(msg)
+        if isinstance(self.objective, dict):  # as read back from JSON
+            object.__setattr__(self, "objective", PretrainingObjective.from_dict(self.objective))
+        if not isinstance(self.objective, PretrainingObjective):
+            msg = f"objective must be a PretrainingObjective, got {type(self.objective).__name__}"
+            raise TypeError(msg)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> XTrimoGeneConfig:
-        """A named size (see :data:`~xtrimogene_sc.module.PRESETS`) with optional overrides."""
+        """A named size (see :data:`~xtrimogene_sc.module.PRESETS`) with optional overrides.
+
+        Overrides may name architecture or objective fields.
+        """
         if name not in PRESETS:
             msg = f"unknown preset {name!r}; choose one of {sorted(PRESETS)}"
             raise ValueError(msg)
-        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
-        if unknown:
-            msg = f"unknown XTrimoGeneConfig fields {unknown}; valid: {[f.name for f in fields(cls)]}"
-            raise ValueError(msg)
-        return replace(PRESETS[name], **overrides)
+        return PRESETS[name].replace(**overrides)
+
+    def replace(self, **changes: Any) -> XTrimoGeneConfig:
+        """A copy with ``changes``, each an architecture or an objective field."""
+        architecture, objective = _split_fields(changes)
+        if objective:
+            architecture["objective"] = replace(self.objective, **objective)
+        return replace(self, **architecture)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every field."""
+        """JSON-able dict of every field, the objective as a nested dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> XTrimoGeneConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            msg = f"unknown XTrimoGeneConfig fields {sorted(unknown)}"
-            raise ValueError(msg)
-        return cls(**values)
+        """Inverse of :meth:`to_dict`; unknown keys are an error.
+
+        Dicts saved before the objective had its own class (objective fields at the top level)
+        are read too.
+        """
+        values = dict(values)
+        nested = values.pop("objective", None) or {}
+        architecture, objective = _split_fields(values)
+        return cls(
+            **architecture, objective=PretrainingObjective.from_dict({**nested, **objective})
+        )
+
+
+def _split_fields(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Architecture and objective fields of ``values``; unknown names are refused."""
+    architecture_names = {f.name for f in fields(XTrimoGeneConfig)} - {"objective"}
+    objective_names = {f.name for f in fields(PretrainingObjective)}
+    unknown = sorted(set(values) - architecture_names - objective_names - {"objective"})
+    if unknown:
+        msg = (
+            f"unknown XTrimoGeneConfig fields {unknown}; valid: architecture "
+            f"{sorted(architecture_names)}, objective {sorted(objective_names)}"
+        )
+        raise ValueError(msg)
+    architecture = {k: v for k, v in values.items() if k not in objective_names}
+    return architecture, {k: v for k, v in values.items() if k in objective_names}
 
 
 PRESETS: dict[str, XTrimoGeneConfig] = {

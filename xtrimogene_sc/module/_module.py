@@ -222,23 +222,23 @@ class XTrimoGeneModule(CellObjectives, nn.Module):
         Zeros are drawn among the candidate genes only (the gene panel, and with
         ``zero_mask_scope="observed"`` the genes the cell's study measured).
         """
-        c = self.config
-        candidates = cells.observed if c.zero_mask_scope == "observed" else None
+        o = self.config.objective
+        candidates = cells.observed if o.zero_mask_scope == "observed" else None
         if self.input_panel is not None:
             candidates = self.input_panel if candidates is None else candidates & self.input_panel
         nonzero_masked, zero_masked = draw_masks(
             cells.crow,
             TOKENS.N_GENES,
-            p_nonzero=c.mask_ratio_nonzero,
-            p_zero=c.mask_ratio_zero,
+            p_nonzero=o.mask_ratio_nonzero,
+            p_zero=o.mask_ratio_zero,
             positions=cells.pos,
-            keep_at_least_one=not c.use_depth_tokens,
+            keep_at_least_one=not self.config.use_depth_tokens,
             candidates=candidates,
             generator=generator,
         )
-        if c.max_encoder_genes is not None:
+        if o.max_encoder_genes is not None:
             nonzero_masked = cap_kept_entries(
-                nonzero_masked, cells.crow, c.max_encoder_genes, generator=generator
+                nonzero_masked, cells.crow, o.max_encoder_genes, generator=generator
             )
         zero_rows, zero_pos = zero_masked.nonzero(as_tuple=True)
         masked_rows = torch.cat([cells.row_ids()[nonzero_masked], zero_rows])

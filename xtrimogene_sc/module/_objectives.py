@@ -32,38 +32,39 @@ class CellObjectives:
     cell_target_var: torch.Tensor
     cell_target_batches: torch.Tensor
 
-    def _build_cell_objectives(self, c: XTrimoGeneConfig) -> None:
-        """Create the heads the configuration asks for (their order fixes the initialisation)."""
-        # ---- optional cell-level loss (config.contrastive_weight); absent from the state dict when off
+    def _build_cell_objectives(self, config: XTrimoGeneConfig) -> None:
+        """Create the heads the objective asks for (their order fixes the initialisation)."""
+        c, o = config, config.objective
+        # ---- optional cell-level loss (objective.contrastive_weight); absent from the state dict when off
         self.contrastive_head = (
             nn.Sequential(
                 nn.Linear(c.encoder_dim, c.encoder_dim),
                 nn.GELU(),
                 nn.Linear(c.encoder_dim, c.encoder_dim),
             )
-            if c.contrastive_weight > 0
+            if o.contrastive_weight > 0
             else None
         )
-        # ---- optional whole-profile read-out (config.cell_reconstruction_weight); same rule
-        tied = c.cell_reconstruction_query == "tied"  # the query is the gene's own embedding
+        # ---- optional whole-profile read-out (objective.cell_reconstruction_weight); same rule
+        tied = o.cell_reconstruction_query == "tied"  # the query is the gene's own embedding
         self.cell_query = (
             nn.Sequential(
                 nn.Linear(c.encoder_dim, c.encoder_dim),
                 nn.GELU(),
                 nn.Linear(c.encoder_dim, 1 if tied else c.encoder_dim + 1),  # [query,] offset
             )
-            if c.cell_reconstruction_weight > 0
+            if o.cell_reconstruction_weight > 0
             else None
         )
         self.cell_gain = (
-            nn.Parameter(torch.ones(())) if c.cell_reconstruction_weight > 0 and tied else None
+            nn.Parameter(torch.ones(())) if o.cell_reconstruction_weight > 0 and tied else None
         )
         self.cell_norm = (
             nn.BatchNorm1d(c.encoder_dim, affine=False)
-            if c.cell_reconstruction_weight > 0
+            if o.cell_reconstruction_weight > 0
             else None
         )
-        if c.cell_reconstruction_weight > 0 and c.cell_reconstruction_scaled:
+        if o.cell_reconstruction_weight > 0 and o.cell_reconstruction_scaled:
             # running per-gene statistics of the read-out's target (config docstring)
             self.register_buffer("cell_target_mean", torch.zeros(TOKENS.N_GENES))
             self.register_buffer("cell_target_var", torch.ones(TOKENS.N_GENES))
@@ -78,26 +79,29 @@ class CellObjectives:
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         """``loss`` plus each configured cell-level term, weighted."""
-        c = self.config
+        o = self.config.objective
         if self.cell_query is not None:
-            loss = loss + c.cell_reconstruction_weight * self._cell_reconstruction_loss(
+            loss = loss + o.cell_reconstruction_weight * self._cell_reconstruction_loss(
                 enc, cells.target or cells, candidates
             )
         if self.contrastive_head is not None:
             other = self.encode(*self._second_view(cells, generator))
-            loss = loss + c.contrastive_weight * self._contrastive_loss(enc, other)
+            loss = loss + o.contrastive_weight * self._contrastive_loss(enc, other)
         return loss
 
     def _second_view(
         self, cells: SparseCells, generator: torch.Generator | None
     ) -> tuple[SparseCells, torch.Tensor | None]:
-        """Encoder input of the cell-level loss's second view (``config.contrastive_view``)."""
+        """Encoder input of the cell-level loss's second view (``config.objective.contrastive_view``)."""
         device = cells.pos.device
-        if self.config.contrastive_view == "thin":  # the cells at 10-100% of their depth
+        if self.config.objective.contrastive_view == "thin":  # the cells at 10-100% of their depth
             rate = 0.1 + 0.9 * torch.rand(cells.n_cells, device=device, generator=generator)
             return cells.downsampled(rate, generator), None
         draw = torch.rand(cells.pos.shape, device=device, generator=generator)
-        return cells, draw >= self.config.mask_ratio_nonzero  # an independent gene sample
+        return (
+            cells,
+            draw >= self.config.objective.mask_ratio_nonzero,
+        )  # an independent gene sample
 
     def _cell_reconstruction_loss(
         self, enc: EncoderOutput, target: SparseCells, candidates: torch.Tensor | None
@@ -125,7 +129,7 @@ class CellObjectives:
             )  # fmt: skip
             prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
         wanted = dense[:, scored]
-        if self.config.cell_reconstruction_scaled:
+        if self.config.objective.cell_reconstruction_scaled:
             wanted = self._scaled_cell_target(wanted, scored)
         return nn.functional.mse_loss(prediction, wanted)
 
@@ -170,7 +174,7 @@ class CellObjectives:
             nn.functional.normalize(self.contrastive_head(masked_mean(v)).float(), dim=-1)
             for v in (view_a, view_b)
         )
-        logits = za @ zb.T / self.config.contrastive_temperature
+        logits = za @ zb.T / self.config.objective.contrastive_temperature
         labels = torch.arange(za.shape[0], device=za.device)
         return 0.5 * (
             nn.functional.cross_entropy(logits, labels)
