@@ -25,7 +25,8 @@ from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.base._task import TaskModel
 from xtrimogene_sc.data import GeneVocab
-from xtrimogene_sc.data._checks import CountCheck, layer_matrix
+from xtrimogene_sc.data._checks import CountCheck
+from xtrimogene_sc.data._counts import read_counts
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import usable_labels
 from xtrimogene_sc.data._tokenize import panel_mask
@@ -316,7 +317,7 @@ def _counts(
 
     The backbone's gene panel, if it has one, is checked too: no cell may be empty in it.
     """
-    alignment = GeneVocab.default().align(adata, gene_symbols_key=gene_symbols_key)
-    X = layer_matrix(adata, layer)
-    check = CountCheck(X, alignment=alignment, layer=layer, panel=config.input_positions)
-    return X, alignment.var_to_position, check
+    counts = read_counts(
+        adata, layer=layer, gene_symbols_key=gene_symbols_key, panel=config.input_positions
+    )
+    return counts.X, counts.var_to_position, counts.check

@@ -17,7 +17,8 @@ from scvi.train import TrainRunner
 
 from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS
 from xtrimogene_sc.data._alignment import GeneAlignment
-from xtrimogene_sc.data._checks import CountCheck, check_counts, layer_matrix
+from xtrimogene_sc.data._checks import CountCheck
+from xtrimogene_sc.data._counts import read_counts
 from xtrimogene_sc.data._datamodule import CellDataModule
 from xtrimogene_sc.data._labels import check_obs_key
 from xtrimogene_sc.data._vocab import GeneVocab
@@ -172,11 +173,11 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
         setup_method_args = cls._get_setup_method_args(**locals())
         check_obs_key(adata, labels_key, "labels_key")
         check_obs_key(adata, batch_key, "batch_key")
-        alignment = GeneVocab.default().align(
-            adata, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
+        counts = read_counts(
+            adata, layer=layer, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
         )
-        X = layer_matrix(adata, layer)
-        check_counts(X, alignment=alignment, layer=layer)
+        counts.checked()
+        alignment = counts.alignment
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -245,12 +246,11 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             if gene_symbols_key is None:
                 gene_symbols_key = registered.get("gene_symbols_key")
             alignment = self._align(adata, gene_symbols_key)
-        X = layer_matrix(adata, layer)
-        check = CountCheck(
-            X, alignment=alignment, layer=layer, require_integer=require_integer,
-            panel=self.config.input_positions,
+        counts = read_counts(
+            adata, layer=layer, alignment=alignment, panel=self.config.input_positions,
+            require_integer=require_integer,
         )  # fmt: skip
-        return X, alignment.var_to_position, check
+        return counts.X, counts.var_to_position, counts.check
 
     @property
     def device(self) -> torch.device:

@@ -18,7 +18,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from xtrimogene_sc.data._alignment import GeneAlignment
-from xtrimogene_sc.data._checks import check_counts, to_csr_matrix
+from xtrimogene_sc.data._checks import to_csr_matrix
+from xtrimogene_sc.data._counts import read_counts
 from xtrimogene_sc.data._tokenize import align_rows, normalise
 from xtrimogene_sc.data._vocab import GeneVocab
 
@@ -94,10 +95,7 @@ def register(
     kind = _condition_type(sorted(set(names) - {control}), control, condition_type)
     if cell_type_key is not None:
         _check_cell_types(adata, names, control, condition_key, cell_type_key)
-    alignment = GeneVocab.default().align(adata, gene_symbols_key=gene_symbols_key)
-    check_counts(
-        adata.X if layer is None else adata.layers[layer], alignment=alignment, layer=layer
-    )
+    read_counts(adata, layer=layer, gene_symbols_key=gene_symbols_key).checked()
     setup = PerturbationSetup(condition_key, control, kind, cell_type_key, layer, gene_symbols_key)
     adata.uns[SETUP_KEY] = setup.to_dict()
     return setup
@@ -222,9 +220,9 @@ def aligned_counts(
     if genes is not None:
         genes.check(alignment, what=what)
     layer = setup.layer if setup.layer in adata.layers else None
-    X = adata.X if layer is None else adata.layers[layer]
-    check_counts(X, alignment=alignment, layer=layer)
-    return X, alignment.var_to_position
+    counts = read_counts(adata, layer=layer, alignment=alignment)
+    counts.checked()
+    return counts.X, counts.var_to_position
 
 
 def iter_lognorm(

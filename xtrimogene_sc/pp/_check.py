@@ -6,8 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from xtrimogene_sc._constants import DEFAULT_KEYS
-from xtrimogene_sc.data._checks import check_counts, layer_matrix
-from xtrimogene_sc.data._vocab import GeneVocab
+from xtrimogene_sc.data._counts import read_counts
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -60,11 +59,11 @@ def check_input(
         overlap; each message says what to do.
     """
     adata = adata.copy() if copy else adata
-    alignment = GeneVocab.default().align(
-        adata, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
+    counts = read_counts(
+        adata, layer=layer, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
     )
-    X = layer_matrix(adata, layer)
-    adata.obs[key_added] = check_counts(X, alignment=alignment, layer=layer)
+    adata.obs[key_added] = counts.checked()
+    alignment = counts.alignment
     uns = adata.uns.setdefault(DEFAULT_KEYS.UNS, {})
     uns["alignment"] = alignment.to_dict()
     uns["params"] = {"layer": layer, "gene_symbols_key": gene_symbols_key}
