@@ -128,3 +128,16 @@ def test_second_ctrl_c_aborts_at_once():
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     _assert_handler_restored(before)
+
+
+def test_every_task_model_trains_with_the_same_controls():
+    """Seed, progress bar and the optimiser's settings are spelled alike on every task model."""
+    import inspect
+
+    for cls in (xtg.XTrimoGeneClassifier, xtg.XTrimoGenePerturbation, xtg.DrugCombinationModel):
+        params = inspect.signature(cls.train).parameters
+        assert {"seed", "progress", "lr", "weight_decay", "batch_size"} <= set(params), cls
+        assert params["seed"].default == 0
+        assert params["progress"].default is False
+        assert callable(cls.load)
+        assert callable(cls.save)

@@ -14,6 +14,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.base._interrupt import GracefulStop
@@ -69,6 +70,7 @@ def fit_classifier(
     patience: int,
     seed: int,
     stop: GracefulStop | None = None,
+    progress: bool = False,
 ) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
     """Train with early stopping on validation macro-F1.
 
@@ -95,7 +97,7 @@ def fit_classifier(
     history: dict[str, list[float]] = {k: [] for k in _HISTORY_KEYS}
     best_score, best_state, waited = (-1.0, -np.inf), None, 0
     best_val = (np.empty((0, module.n_classes)), np.empty(0, dtype=np.int64))
-    for epoch in range(max_epochs):
+    for epoch in tqdm(range(max_epochs), desc="fine-tuning epochs", disable=not progress):
         sampler.set_epoch(epoch)
         history["train_loss"].append(_train_epoch(module, train_loader, loss_fn, optimizer, stop))
         # an epoch cut by Ctrl-C is validated only when no complete epoch was (to calibrate)

@@ -157,6 +157,7 @@ class XTrimoGeneClassifier(TaskModel):
         layer: str | None = None,
         gene_symbols_key: str | None = None,
         seed: int = 0,
+        progress: bool = False,
     ) -> None:
         """Fine-tune on labelled cells, keeping the epoch with the best validation macro-F1.
 
@@ -188,6 +189,8 @@ class XTrimoGeneClassifier(TaskModel):
             Where the counts and the gene symbols are.
         seed
             Seed of the split, the batch order, dropout and the head initialisation.
+        progress
+            Show a progress bar over epochs.
         """
         require_fit_args(
             lr=lr, weight_decay=weight_decay, backbone_lr=backbone_lr, seed=seed,
@@ -211,7 +214,7 @@ class XTrimoGeneClassifier(TaskModel):
                 train=(cells[train_pos], y[train_pos]), validation=(cells[val_pos], y[val_pos]),
                 max_epochs=max_epochs, batch_size=batch_size,
                 lr=(lr, lr if backbone_lr is None else backbone_lr), weight_decay=weight_decay,
-                patience=early_stopping_patience, seed=seed, stop=stop,
+                patience=early_stopping_patience, seed=seed, stop=stop, progress=progress,
             )  # fmt: skip
             self.history = history
             self.labels_key = labels_key
