@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from importlib.resources import files
 
@@ -159,7 +160,7 @@ def test_nan_names_are_unmatched(vocab):
 
 
 def test_summary_and_to_dict(vocab):
-    names = [*_plain_symbols(vocab)[:712], *[f"X{i}" for i in range(53)]]
+    names = [*_plain_symbols(vocab)[:712], *[f"NOT_A_GENE_{i}" for i in range(53)]]
     alignment = _quiet_align(vocab, names)
     assert alignment.summary() == (
         "matched 712 of 765 genes (93.1%); 712 of 19,264 vocabulary genes measured (3.7%); "
@@ -167,4 +168,5 @@ def test_summary_and_to_dict(vocab):
     )
     d = alignment.to_dict()
     assert d["n_matched_vars"] == 712
-    assert all(isinstance(v, int | float) for v in d.values())
+    assert d["n_matched_by_rule"] == {"exact": 712, "case": 0, "ensembl": 0, "synonym": 0}
+    assert json.loads(json.dumps(d)) == d  # fits adata.uns and config files

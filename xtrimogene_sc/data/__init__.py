@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ._alignment import GeneAlignment
     from ._batch import SparseCells
     from ._checks import check_counts, to_csr_matrix
+    from ._counts import Counts, read_counts
     from ._iterate import iter_batches
     from ._loading import LengthBucketBatchSampler, length_bucket, token_budget_sizes
     from ._tokenize import DepthSpec, tokenize_counts
@@ -28,12 +29,15 @@ _EXPORTS = {
     "SparseCells": "_batch",
     "check_counts": "_checks",
     "iter_batches": "_iterate",
+    "read_counts": "_counts",
+    "Counts": "_counts",
     "length_bucket": "_loading",
     "to_csr_matrix": "_checks",
     "token_budget_sizes": "_loading",
     "tokenize_counts": "_tokenize",
 }
 __all__ = [
+    "Counts",
     "DepthSpec",
     "GeneAlignment",
     "GeneVocab",
@@ -42,6 +46,7 @@ __all__ = [
     "check_counts",
     "iter_batches",
     "length_bucket",
+    "read_counts",
     "to_csr_matrix",
     "token_budget_sizes",
     "tokenize_counts",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from xtrimogene_sc.data._synonyms import RULES
 
 _N_EXAMPLES = 5
 
@@ -28,6 +30,11 @@ class GeneAlignment:
         User columns mapping to a position already used by another column (summed downstream).
     observed_positions
         Boolean array over the vocabulary: which genes were measured. All others are zero-filled.
+    match_rule
+        ``int8`` array of length ``n_vars``: the rule that matched each column (0: none; then
+        ``exact``, ``case``, ``ensembl``, ``synonym`` as 1-4, see ``data._synonyms.RULES``).
+    examples
+        A few ``"name->symbol"`` examples of each rule other than ``exact``.
     """
 
     var_to_position: np.ndarray
@@ -36,6 +43,15 @@ class GeneAlignment:
     n_matched_positions: int
     n_duplicated_vars: int
     observed_positions: np.ndarray
+    match_rule: np.ndarray | None = None
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def rule_counts(self) -> dict[str, int]:
+        """How many columns each matching rule matched (``exact``, ``case``, ...)."""
+        if self.match_rule is None:
+            return {"exact": int(self.n_matched_vars)}
+        counts = np.bincount(self.match_rule, minlength=len(RULES) + 1)
+        return {rule: int(counts[i + 1]) for i, rule in enumerate(RULES)}
 
     @property
     def coverage_vocab(self) -> float:
@@ -52,13 +68,26 @@ class GeneAlignment:
         """Indices of user columns with a vocabulary position."""
         return np.flatnonzero(self.var_to_position >= 0)
 
-    def summary(self) -> str:
-        """One-line human-readable description of the alignment."""
+    def summary(self, count_share: dict[str, float] | None = None) -> str:
+        """One-line description: overlap, duplicates, and what each matching rule matched.
+
+        ``count_share`` (share of all counts by rule, see ``data.read_counts``) adds the counts
+        each rule brought in.
+        """
+        rules = []
+        for rule, n in self.rule_counts().items():
+            if rule == "exact" or not n:
+                continue
+            share = "" if count_share is None else f", {count_share.get(rule, 0.0):.1%} of counts"
+            rules.append(
+                f"{n:,} by {rule} (e.g. {', '.join(self.examples.get(rule, [])[:3])}{share})"
+            )
+        by_rule = f"; matched by other names: {'; '.join(rules)}" if rules else ""
         return (
             f"matched {self.n_matched_vars:,} of {self.n_vars:,} genes ({self.coverage_user:.1%}); "
             f"{self.n_matched_positions:,} of {len(self.observed_positions):,} vocabulary genes "
             f"measured ({self.coverage_vocab:.1%}); "
-            f"{self.n_duplicated_vars:,} duplicated symbols summed"
+            f"{self.n_duplicated_vars:,} duplicated symbols summed{by_rule}"
         )
 
     def positions_of(self, var_names: Sequence[str], genes: Sequence[str]) -> tuple[int, ...]:
@@ -92,7 +121,7 @@ class GeneAlignment:
             raise ValueError(msg)
         return tuple(int(p) for p in np.unique(positions))
 
-    def to_dict(self) -> dict[str, int | float]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-able scalar summary, suitable for ``adata.uns``."""
         return {
             "n_vars": int(self.n_vars),
@@ -102,4 +131,6 @@ class GeneAlignment:
             "n_vocab": len(self.observed_positions),
             "coverage_user": float(self.coverage_user),
             "coverage_vocab": float(self.coverage_vocab),
+            "n_matched_by_rule": self.rule_counts(),
+            "examples": {rule: list(names) for rule, names in self.examples.items()},
         }

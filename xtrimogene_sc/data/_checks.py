@@ -194,6 +194,7 @@ class CountCheck:
         allow_empty: bool = False,
         require_integer: bool = True,
         panel: Sequence[int] | None = None,
+        groups: np.ndarray | None = None,
     ) -> None:
         self.source = _source_name(layer)
         _refuse_unsupported(X, self.source)
@@ -221,6 +222,12 @@ class CountCheck:
         self.weights = weights
         self.n_sums = weights.ndim
         self.tally = _Tally()
+        # counts by column group (e.g. the rule that matched each gene), over every cell read
+        self.group_onehot = None
+        n_groups = 0 if groups is None else int(np.max(groups, initial=0)) + 1
+        if groups is not None:
+            self.group_onehot = np.eye(n_groups, dtype=np.float64)[np.asarray(groups)]
+        self.group_totals = np.zeros(n_groups)
 
     def update(self, chunk: Any) -> np.ndarray:
         """Tally the chunk's invalid values; its per-cell totals ``(rows, n_sums)``.
@@ -228,6 +235,8 @@ class CountCheck:
         The totals are left unset (NaN) once a non-finite value has been seen.
         """
         self.tally.update(chunk.data if sp.issparse(chunk) else chunk[chunk != 0])
+        if self.group_onehot is not None and not self.tally.n_nonfinite:
+            self.group_totals += np.asarray(chunk @ self.group_onehot).sum(axis=0)
         if self.tally.n_nonfinite:
             return np.full((chunk.shape[0], self.n_sums), np.nan)
         return np.asarray(chunk @ self.weights, dtype=np.float64).reshape(chunk.shape[0], -1)

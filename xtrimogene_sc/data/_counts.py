@@ -18,6 +18,7 @@ import numpy as np
 
 from xtrimogene_sc.data._alignment import GeneAlignment
 from xtrimogene_sc.data._checks import CountCheck, layer_matrix
+from xtrimogene_sc.data._synonyms import RULES
 from xtrimogene_sc.data._vocab import GeneVocab
 
 if TYPE_CHECKING:
@@ -40,6 +41,22 @@ class Counts:
     def checked(self) -> np.ndarray:
         """Run the checks over every cell now; per-cell totals over the vocabulary genes."""
         return self.check.check_all(self.X)
+
+    def count_share(self) -> dict[str, float]:
+        """Share of all counts read so far in the genes each matching rule matched.
+
+        ``unmatched`` is the share of counts in columns outside the vocabulary.
+        """
+        totals = self.check.group_totals
+        total = float(totals.sum()) or 1.0
+        names = ("unmatched", *RULES)
+        return {
+            n: float(totals[i]) / total if i < len(totals) else 0.0 for i, n in enumerate(names)
+        }
+
+    def record(self) -> dict[str, object]:
+        """The alignment record for ``adata.uns``, with the count shares once checked."""
+        return {**self.alignment.to_dict(), "count_share": self.count_share()}
 
 
 def read_counts(
@@ -83,6 +100,7 @@ def read_counts(
         )
     X = layer_matrix(adata, layer)
     check = CountCheck(
-        X, alignment=alignment, layer=layer, panel=panel, require_integer=require_integer
-    )
+        X, alignment=alignment, layer=layer, panel=panel, require_integer=require_integer,
+        groups=alignment.match_rule,
+    )  # fmt: skip
     return Counts(X, alignment, check)

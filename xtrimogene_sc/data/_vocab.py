@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import warnings
 from collections.abc import Sequence
 from importlib.resources import files
@@ -18,6 +19,9 @@ from xtrimogene_sc.data._name_hints import (
     examples,
     mismatch_hints,
 )
+from xtrimogene_sc.data._synonyms import RULES, match_ensembl, match_synonyms
+
+logger = logging.getLogger(__name__)
 
 _VOCAB_FILE = "OS_scRNA_gene_index.19264.tsv"
 _HEADER = ("gene_name", "index")
@@ -113,6 +117,38 @@ class GeneVocab:
         keys = np.asarray(keys, dtype=object)
         return self._index.get_indexer(keys).astype(np.int64)
 
+    def _match(
+        self, names: np.ndarray, *, strict: bool
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, list[str]]]:
+        """Vocabulary position of each name, the rule that matched it, and examples by rule."""
+        steps = [self.positions(names)]
+        if not strict:
+            steps.append(_match_case_insensitively(names, steps[-1], self))
+            steps.append(match_ensembl(names, steps[-1], self.positions))
+            synonyms, dropped = match_synonyms(names, steps[-1], self.positions)
+            steps.append(synonyms)
+            if dropped:
+                logger.info(
+                    "%d gene names are other names of genes the data already has, or of a gene "
+                    "two columns name, and are left out (e.g. %s)", len(dropped), dropped[:3],
+                )  # fmt: skip
+        rule = np.zeros(len(names), dtype=np.int8)
+        found: dict[str, list[str]] = {}
+        for code, (before, after) in enumerate(zip([None, *steps], steps, strict=False), 1):
+            new = after >= 0 if before is None else (after >= 0) & (before < 0)
+            rule[new] = code
+            if code > 1 and new.any():
+                found[RULES[code - 1]] = [
+                    f"{names[i]}->{self.names[after[i]]}" for i in np.flatnonzero(new)[:5]
+                ]
+        if found.keys() - {"case"}:
+            logger.info(
+                "genes matched by other names: %s",
+                "; ".join(f"{r} {int((rule == RULES.index(r) + 1).sum()):,} (e.g. {e[:3]})"
+                          for r, e in found.items()),
+            )  # fmt: skip
+        return steps[-1], rule, found
+
     def align(
         self,
         var_names_or_adata: AnnData | Sequence[str],
@@ -120,13 +156,24 @@ class GeneVocab:
         gene_symbols_key: str | None = None,
         min_overlap: float = 0.25,
         min_genes: int = 100,
+        strict: bool = False,
     ) -> GeneAlignment:
-        """Match a dataset's genes to the vocabulary by symbol.
+        """Match a dataset's genes to the vocabulary, by symbol and by their other names.
 
-        Exact matches come first. A symbol written all in lower or all in upper case (e.g.
-        ``cd4``, ``C1ORF112``) that matches no gene exactly is matched ignoring case when that is
-        unambiguous (no other column names the same gene), with a warning that gives the figures.
-        Mixed-case (mouse-style ``Cd4``) symbols are not folded.
+        The rules apply in this order, each only to columns no earlier rule matched:
+
+        1. ``exact``: the vocabulary symbol.
+        2. ``case``: a symbol written all in lower or all in upper case (``cd4``, ``C1ORF112``),
+           matched ignoring case when that is unambiguous (no other column names the same
+           gene), with a warning. Mixed-case (mouse-style ``Cd4``) symbols are not folded.
+        3. ``ensembl``: an Ensembl gene ID, with or without its version suffix
+           (``ENSG00000141510.17``), so no ``gene_symbols_key`` is needed.
+        4. ``synonym``: a previous symbol or an alias that stands for one vocabulary gene only
+           (``MARCH8`` for ``MARCHF8``, ``H3F3A`` for ``H3-3A``), used when that gene is not
+           already a column of the data and no other column's synonym names it. An ambiguous
+           alias is never used, and never one over an exact match.
+
+        :meth:`GeneAlignment.rule_counts` and ``examples`` record what each rule matched.
 
         Parameters
         ----------
@@ -139,6 +186,8 @@ class GeneVocab:
             Minimum fraction of user genes that must match the vocabulary.
         min_genes
             Minimum number of distinct vocabulary genes that must be matched.
+        strict
+            Match exact vocabulary symbols only (rule 1).
 
         Returns
         -------
@@ -154,15 +203,15 @@ class GeneVocab:
             msg = f"min_overlap must be in [0, 1] and min_genes >= 0, got {min_overlap} and {min_genes}."
             raise ValueError(msg)
         names, var = _resolve_names(var_names_or_adata, gene_symbols_key)
-        if gene_symbols_key is None and ensembl_fraction(names) > 0.5:
+        if strict and gene_symbols_key is None and ensembl_fraction(names) > 0.5:
             msg = (
-                f"Most gene names look like Ensembl IDs (e.g. {examples(names)}), but the vocabulary "
-                "uses HGNC symbols. Pass gene_symbols_key='<var column with symbols>'"
-                f"{candidate_hint(var, self.positions)}."
+                f"Most gene names look like Ensembl IDs (e.g. {examples(names)}), but strict=True "
+                "matches vocabulary symbols only. Pass strict=False to match Ensembl IDs, or "
+                f"gene_symbols_key='<var column with symbols>'{candidate_hint(var, self.positions)}."
             )
             raise ValueError(msg)
-        pos = _match_case_insensitively(names, self.positions(names), self)
-        alignment = _build_alignment(pos, len(self))
+        pos, rule, found = self._match(names, strict=strict)
+        alignment = _build_alignment(pos, len(self), rule, found)
         n_user, n_pos = alignment.n_vars, alignment.n_matched_positions
         if n_user == 0 or alignment.coverage_user < min_overlap or n_pos < min_genes:
             msg = (
@@ -171,6 +220,9 @@ class GeneVocab:
                 f"least {min_overlap:.0%} of genes and {min_genes:,} distinct genes. Unmatched "
                 f"examples: {examples(names[pos < 0])}.{mismatch_hints(names[pos < 0], self.positions)}"
             )
+            if gene_symbols_key is None and ensembl_fraction(names[pos < 0]) > 0.5:
+                hint = candidate_hint(var, self.positions).lstrip("; ")
+                msg += f" For gene_symbols_key, {hint}."
             raise ValueError(msg)
         if alignment.n_duplicated_vars:
             dup_names = names[_duplicated_mask(pos)]
@@ -262,14 +314,20 @@ def _resolve_names(
     return _as_object_array(obj), None
 
 
-def _build_alignment(pos: np.ndarray, n_vocab: int) -> GeneAlignment:
+def _build_alignment(
+    pos: np.ndarray,
+    n_vocab: int,
+    rule: np.ndarray | None = None,
+    found: dict[str, list[str]] | None = None,
+) -> GeneAlignment:
     observed = np.zeros(n_vocab, dtype=bool)
     observed[pos[pos >= 0]] = True
     n_matched_vars = int((pos >= 0).sum())
     n_matched_positions = int(observed.sum())
     pos = pos.copy()
-    pos.setflags(write=False)
-    observed.setflags(write=False)
+    for array in (pos, observed, rule):
+        if array is not None:
+            array.setflags(write=False)
     return GeneAlignment(
         var_to_position=pos,
         n_vars=len(pos),
@@ -277,6 +335,8 @@ def _build_alignment(pos: np.ndarray, n_vocab: int) -> GeneAlignment:
         n_matched_positions=n_matched_positions,
         n_duplicated_vars=n_matched_vars - n_matched_positions,
         observed_positions=observed,
+        match_rule=rule,
+        examples=dict(found or {}),
     )
 
 

@@ -177,7 +177,6 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             adata, layer=layer, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
         )
         counts.checked()
-        alignment = counts.alignment
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -186,8 +185,8 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
-        adata.uns.setdefault(DEFAULT_KEYS.UNS, {})["alignment"] = alignment.to_dict()
-        logger.info("xtrimogene_sc: %s", alignment.summary())
+        adata.uns.setdefault(DEFAULT_KEYS.UNS, {})["alignment"] = counts.record()
+        logger.info("xtrimogene_sc: %s", counts.alignment.summary(counts.count_share()))
 
     @classmethod
     def _registered_setup_args(cls, adata: AnnData) -> dict[str, Any]:

@@ -17,6 +17,7 @@ and predict a shift added to each control cell's profile:
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -119,15 +120,15 @@ class PerturbationBaseline(PerturbationPredictor):
                 )
                 raise ValueError(msg)
         if self.method == "linear" and self.setup.condition_type == "genetic":
-            index = dict(zip(self.genes.names, range(len(self.genes.names)), strict=True))
-            unmeasured = [g for g in condition if g not in index]
+            unmeasured = [g for g in condition if g not in set(self.genes.names)]
             if unmeasured:
                 msg = (
                     f"the linear baseline embeds a perturbed gene by its own row of the PCA "
                     f"loadings, but {unmeasured} (in {name!r}) are not measured genes of the "
-                    "training data"
+                    "training data: they add nothing, so an unmeasured gene alone is predicted "
+                    "as the mean training response"
                 )
-                raise ValueError(msg)
+                warnings.warn(msg, UserWarning, stacklevel=4)
 
     # ------------------------------------------------------------------ shifts
     def _shift(self, condition: Condition, cells: ControlCells) -> np.ndarray:
@@ -156,8 +157,14 @@ class PerturbationBaseline(PerturbationPredictor):
         self._linear = {"G": G, "W": W, "b": b}
 
     def _gene_rows(self, G: np.ndarray, condition: Condition) -> np.ndarray:
+        """Sum of the loadings rows of the perturbed genes; a gene not measured has none (0).
+
+        Training conditions of unmeasured genes so get a zero row, which leaves them out of
+        the fit of ``W`` (they still count in the mean response ``b``).
+        """
         index = {g: i for i, g in enumerate(self.genes.names)}
-        return np.sum([G[index[g]] for g in condition], axis=0)
+        rows = [G[index[g]] for g in condition if g in index]
+        return np.sum(rows, axis=0) if rows else np.zeros(G.shape[1])
 
     def _linear_genetic(self, condition: Condition) -> np.ndarray:
         G, W, b = self._linear["G"], self._linear["W"], self._linear["b"]

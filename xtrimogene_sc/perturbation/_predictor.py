@@ -30,6 +30,7 @@ from xtrimogene_sc.perturbation._setup import (
     iter_lognorm,
     read_setup,
     register,
+    warn_renamed,
 )
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class PerturbationPredictor:
     # ------------------------------------------------------------------ conditions
     def _check_conditions(self, conditions: Sequence[str]) -> list[Condition]:
         parsed = condition_labels(conditions, self.setup)
+        if self.setup.condition_type == "genetic":
+            warn_renamed(list(conditions), self.setup.control, stacklevel=4)
         if not parsed:
             msg = "conditions is empty; name at least one condition to predict"
             raise ValueError(msg)

@@ -8,6 +8,7 @@ kept sparse; the only dense arrays are per-group means (groups x genes).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 from xtrimogene_sc.data._alignment import GeneAlignment
 from xtrimogene_sc.data._checks import to_csr_matrix
 from xtrimogene_sc.data._counts import read_counts
+from xtrimogene_sc.data._synonyms import resolve_symbol
 from xtrimogene_sc.data._tokenize import align_rows, normalise
 from xtrimogene_sc.data._vocab import GeneVocab
 
@@ -57,7 +59,9 @@ class PerturbationSetup:
 def parse_condition(name: str, control: str, condition_type: ConditionType) -> Condition:
     """``"B+A"`` -> ``("A", "B")``; control tokens inside a combination (``"A+ctrl"``) are dropped.
 
-    A treatment is one opaque token; a genetic condition is a set of gene symbols.
+    A treatment is one opaque token; a genetic condition is a set of vocabulary symbols: a gene
+    named by a previous symbol, an alias or an Ensembl ID (``MARCH8``) is read as the gene it
+    stands for (``MARCHF8``), by the rules of :meth:`GeneVocab.align`.
     """
     name = str(name).strip()
     if name == control:
@@ -65,7 +69,32 @@ def parse_condition(name: str, control: str, condition_type: ConditionType) -> C
     if condition_type == "treatment":
         return (name,)
     parts = {p.strip() for p in name.split("+")} - {control, ""}
-    return tuple(sorted(parts))
+    return tuple(sorted({vocabulary_symbol(p) for p in parts}))
+
+
+@functools.cache
+def vocabulary_symbol(gene: str) -> str:
+    """The vocabulary symbol ``gene`` stands for, or ``gene`` itself when it names none."""
+    vocab = GeneVocab.default()
+    return resolve_symbol(gene, vocab.positions, vocab.names) or gene
+
+
+def renamed_genes(names: Sequence[str], control: str) -> dict[str, str]:
+    """The genes of genetic condition ``names`` given by another name, and the gene each means."""
+    parts = {p.strip() for n in names for p in str(n).split("+")} - {control, ""}
+    return {p: vocabulary_symbol(p) for p in sorted(parts) if vocabulary_symbol(p) != p}
+
+
+def warn_renamed(names: Sequence[str], control: str, *, stacklevel: int) -> None:
+    """Say which condition genes are read as another vocabulary symbol (``MARCH8 -> MARCHF8``)."""
+    renamed = renamed_genes(names, control)
+    if renamed:
+        pairs = [f"{old} -> {new}" for old, new in renamed.items()]
+        msg = (
+            f"{len(renamed)} perturbed gene(s) are named by a previous symbol, an alias or an "
+            f"Ensembl ID and are read as the vocabulary gene they stand for: {pairs[:8]}"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=stacklevel + 1)
 
 
 def register(
@@ -93,6 +122,8 @@ def register(
         )
         raise ValueError(msg)
     kind = _condition_type(sorted(set(names) - {control}), control, condition_type)
+    if kind == "genetic":
+        warn_renamed(sorted(set(names) - {control}), control, stacklevel=3)
     if cell_type_key is not None:
         _check_cell_types(adata, names, control, condition_key, cell_type_key)
     read_counts(adata, layer=layer, gene_symbols_key=gene_symbols_key).checked()
@@ -136,9 +167,12 @@ def _condition_type(
         msg = f"condition_type must be 'auto', 'genetic' or 'treatment', got {requested!r}"
         raise ValueError(msg)
     vocab = GeneVocab.default()
-    genes = sorted({g for n in names for g in parse_condition(n, control, "genetic")})
-    unknown = [g for g, p in zip(genes, vocab.positions(genes), strict=True) if p < 0]
-    if requested == "genetic" or len(unknown) < len(genes):
+    genes = sorted({p.strip() for n in names for p in str(n).split("+")} - {control, ""})
+    resolved = [vocabulary_symbol(g) for g in genes]
+    unknown = [g for g, p in zip(genes, vocab.positions(resolved), strict=True) if p < 0]
+    # only exact symbols count as evidence of genes: treatments are often named like an alias
+    # ('LPS' is an alias of IRF6), and another name is read as a gene once the type is genetic
+    if requested == "genetic" or (vocab.positions(genes) >= 0).any():
         if unknown:
             msg = (
                 f"{len(unknown)} perturbed gene(s) are not in the 19,264-gene vocabulary, e.g. "

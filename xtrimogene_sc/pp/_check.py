@@ -63,9 +63,8 @@ def check_input(
         adata, layer=layer, gene_symbols_key=gene_symbols_key, min_overlap=min_gene_overlap
     )
     adata.obs[key_added] = counts.checked()
-    alignment = counts.alignment
     uns = adata.uns.setdefault(DEFAULT_KEYS.UNS, {})
-    uns["alignment"] = alignment.to_dict()
+    uns["alignment"] = counts.record()
     uns["params"] = {"layer": layer, "gene_symbols_key": gene_symbols_key}
-    logger.info("xtrimogene_sc: %s", alignment.summary())
+    logger.info("xtrimogene_sc: %s", counts.alignment.summary(counts.count_share()))
     return adata if copy else None
