@@ -105,6 +105,19 @@ def _task_of(module: str) -> str | None:
     return package if package in TASK_PACKAGES else None
 
 
+SHARED = ("base", "nn", "data", "module", "model", "train", "_arguments", "_constants", "_lazy")
+
+
+def test_task_packages_build_only_on_the_core_and_the_shared_base():
+    graph = _import_graph()
+    outside = {
+        m: sorted(t for t in targets if t.split(".")[1] not in (*SHARED, _task_of(m)))
+        for m, targets in graph.items()
+        if _task_of(m) is not None
+    }
+    assert not {m: t for m, t in outside.items() if t}
+
+
 def test_task_models_never_import_each_other():
     graph = _import_graph()
     assert {_task_of(m) for m in graph} >= set(TASK_PACKAGES)

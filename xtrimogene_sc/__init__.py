@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from xtrimogene_sc.annotation import XTrimoGeneClassifier
     from xtrimogene_sc.data import GeneVocab
     from xtrimogene_sc.drugcomb import DrugCombinationModel
-    from xtrimogene_sc.model import XTrimoGene
+    from xtrimogene_sc.model import SMALL_DATA_RECIPE, TrainingRecipe, XTrimoGene
     from xtrimogene_sc.module import XTrimoGeneConfig
     from xtrimogene_sc.perturbation import PerturbationBaseline, XTrimoGenePerturbation
 
@@ -50,6 +50,8 @@ _EXPORTS = {
     "DrugCombinationModel": "drugcomb",
     "GeneVocab": "data",
     "PerturbationBaseline": "perturbation",
+    "SMALL_DATA_RECIPE": "model",
+    "TrainingRecipe": "model",
     "XTrimoGene": "model",
     "XTrimoGeneClassifier": "annotation",
     "XTrimoGeneConfig": "module",
@@ -60,6 +62,8 @@ __all__ = [
     "DrugCombinationModel",
     "GeneVocab",
     "PerturbationBaseline",
+    "SMALL_DATA_RECIPE",
+    "TrainingRecipe",
     "XTrimoGene",
     "XTrimoGeneClassifier",
     "XTrimoGeneConfig",
