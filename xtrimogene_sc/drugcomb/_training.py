@@ -107,11 +107,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, seen, stop.steps = (
-                total + float(loss.detach()) * len(rows),
-                seen + len(rows),
-                stop.steps + 1,
-            )
+            total += float(loss.detach()) * len(rows)
+            seen += len(rows)
+            stop.steps += 1
             if stop.requested:
                 break
         history["train_loss"].append(total / max(seen, 1))
