@@ -55,11 +55,12 @@ def ensembl_base(name: object) -> str | None:
 def match_ensembl(names: np.ndarray, pos: np.ndarray, positions: Positions) -> np.ndarray:
     """Positions of the unmatched columns named by an Ensembl gene ID (version ignored)."""
     table = synonym_table().get("ensembl", {})
+    hits = [(i, table.get(ensembl_base(names[i]) or "")) for i in np.flatnonzero(pos < 0)]
+    hits = [(i, symbol) for i, symbol in hits if symbol is not None]
     pos = pos.copy()
-    for i in np.flatnonzero(pos < 0):
-        symbol = table.get(ensembl_base(names[i]) or "")
-        if symbol is not None:
-            pos[i] = positions([symbol])[0]
+    if hits:
+        rows, symbols = zip(*hits, strict=True)
+        pos[list(rows)] = positions(list(symbols))
     return pos
 
 
