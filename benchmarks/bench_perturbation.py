@@ -12,6 +12,10 @@ conditions from the same control cells):
   predicted from its own control cells. One fold per cell type.
 * Any other ``*.h5ad`` with a PROVENANCE file under ``<data>/perturbation/``: genetic data get
   the GEARS protocol, treatments with cell types the leave-one-cell-type-out protocol.
+* **Real CRISPR screens** under ``<data>/perturbation_genetic/`` (Papalexi 2021: one target a
+  cell, three replicates): unseen targets, held out in groups and reported apart for targets
+  that are and are not measured genes, and seen targets in a held-out replicate; the knocked-out
+  gene's own change is compared too (``benchmarks/_screen.py``).
 
 Methods: the xTrimoGene perturbation model with a frozen backbone **pretrained on the fold's
 training cells only** (tiny preset, masked decoder; never the held-out perturbed cells), the same
@@ -48,6 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow `python benchmarks/<this script>.py`
     sys.path.insert(0, str(ROOT))
 from benchmarks._results import mean_sd, record  # noqa: E402
+from benchmarks._screen import (  # noqa: E402
+    own_change,
+    replicate_key,
+    screen_folds,
+    split_replicate,
+)
 
 CONDITION_KEYS = ("condition", "perturbation", "perturbation_name", "guide_identity", "gene")
 CONTROL_LABELS = ("ctrl", "control", "non-targeting", "NT", "unperturbed", "CTRL")
@@ -76,8 +86,9 @@ def synthetic(args: argparse.Namespace) -> dict:
 def discover(data_dir: Path, args: argparse.Namespace) -> list[dict]:
     """Perturbation h5ad files with a PROVENANCE file, their keys detected from ``obs``."""
     found = []
-    folder = data_dir / "perturbation"
-    for path in sorted(folder.glob("*.h5ad")) if folder.exists() else []:
+    paths = [p for name in ("perturbation", "perturbation_genetic")
+             for p in sorted((data_dir / name).glob("*.h5ad"))]  # fmt: skip
+    for path in paths:
         if not list(path.parent.glob(f"{path.stem}*PROVENANCE*")):
             print(f"skip {path}: no PROVENANCE file beside it")
             continue
@@ -90,7 +101,7 @@ def discover(data_dir: Path, args: argparse.Namespace) -> list[dict]:
                 entry["adata"] = _subsample(entry["adata"], 400)
             found.append(entry)
     if not found:
-        print(f"no perturbation h5ad files with a PROVENANCE file under {folder}")
+        print(f"no perturbation h5ad files with a PROVENANCE file under {data_dir}")
     return found
 
 
@@ -112,6 +123,8 @@ def _register(path: Path, adata: ad.AnnData) -> dict | None:
         print(f"skip {path}: treatment data without a cell-type column (no protocol for it)")
         return None
     protocol = "gears" if kind == "genetic" else "leave_one_cell_type_out"
+    if kind == "genetic" and replicate_key(adata) is not None:  # a screen: one target a cell
+        protocol = "screen"
     name = f"{path.stem} ({adata.n_obs} cells, {kind}, {protocol.replace('_', '-')})"
     return {"name": name, "adata": adata, "protocol": protocol}
 
@@ -168,6 +181,8 @@ def loco_folds(adata: ad.AnnData) -> list[dict]:
 
 def split(adata: ad.AnnData, fold: dict) -> tuple[ad.AnnData, ad.AnnData, ad.AnnData]:
     """Training cells, control cells to predict from, and observed test cells (+ controls)."""
+    if fold.get("replicate") is not None:
+        return split_replicate(adata, fold)
     setup = adata.uns["xtg_perturbation"]
     conditions = adata.obs[setup["condition_key"]].astype(str)
     is_control = (conditions == setup["control"]).to_numpy()
@@ -282,7 +297,8 @@ def _score(predictor, ctrl, observed, conditions, fold) -> dict | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         table = xtg.tl.perturbation_metrics(pred, observed=observed)
-    return {**table[list(SCORES)].mean().to_dict(), "n_conditions": len(table)}
+    own = own_change(pred, observed) if fold.get("screen") else {}
+    return {**table[list(SCORES)].mean().to_dict(), "n_conditions": len(table), **own}
 
 
 # ---------------------------------------------------------------------- run and report
@@ -290,6 +306,9 @@ def run_dataset(entry: dict, args: argparse.Namespace) -> pd.DataFrame:
     adata = entry["adata"]
     if entry["protocol"] == "gears":
         folds = gears_folds(adata, args.seeds)
+    elif entry["protocol"] == "screen":
+        folds = [{**f, "screen": True} for f in screen_folds(adata, args.seeds[0])]
+        folds = folds if args.max_folds is None else folds[: args.max_folds] + folds[-1:]
     else:
         folds = [
             f
@@ -335,6 +354,8 @@ def table(results: pd.DataFrame) -> str:
             lines.append(f"| – | xTrimoGene pretraining (shared) | – | – | – | – | – | "
                          f"{shared['seconds'].mean():.0f} |")  # fmt: skip
         lines.append("")
+        if "own_change_observed" in group and group["own_change_observed"].notna().any():
+            lines += _own_change_lines(scored)
         probes = group[group["method"].str.startswith("program probe")]
         if len(probes):
             n_programs = group["n_programs"].dropna().iloc[0] if "n_programs" in group else np.nan
@@ -345,6 +366,20 @@ def table(results: pd.DataFrame) -> str:
                       f"{found.get('untrained backbone', '–')} (untrained); chance "
                       f"{1 / n_programs:.3f}.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _own_change_lines(scored: pd.DataFrame) -> list[str]:
+    """The knocked-out genes' own change, observed and predicted, by test set and method."""
+    lines = ["The knocked-out gene's own change (measured targets; mean log-normalised change, "
+             "and the share of targets whose predicted change has the observed sign):", "",
+             "| test set | method | observed | predicted | same sign |", "|---|---|---|---|---|"]  # fmt: skip
+    rows = scored[scored["own_change_observed"].notna()]
+    for (category, method), group in rows.groupby(["category", "method"], sort=False):
+        lines.append(
+            f"| {category} | {method} | {mean_sd(group['own_change_observed'])} | "
+            f"{mean_sd(group['own_change_predicted'])} | {mean_sd(group['own_change_agree'])} |"
+        )
+    return [*lines, ""]
 
 
 def settings_text(args: argparse.Namespace, total_seconds: float) -> str:

@@ -14,6 +14,13 @@ import xtrimogene_sc as xtg
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_perturbation.py"
 KANG = ROOT.parent / "shared" / "data" / "perturbation" / "kang2018_pbmc_ifnb_scgen_valid.h5ad"
+SCREEN = (
+    ROOT.parent
+    / "shared"
+    / "data"
+    / "perturbation_genetic"
+    / "papalexi2021_thp1_eccite_lowmoi.h5ad"
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +77,39 @@ def test_leave_one_cell_type_out_never_trains_on_the_held_out_stimulated_cells(b
     }  # fmt: skip
 
 
+@pytest.mark.skipif(not SCREEN.exists(), reason=f"staged screen not found at {SCREEN}")
+def test_screen_folds_hold_out_targets_and_replicates(bench):
+    import anndata as ad
+
+    entry = bench._register(SCREEN, ad.read_h5ad(SCREEN))
+    assert entry["protocol"] == "screen"
+    adata = entry["adata"]
+    folds = bench.screen_folds(adata, 0)
+    unseen = [f for f in folds if f.get("replicate") is None]
+    replicates = [f for f in folds if f.get("replicate") is not None]
+    assert len(unseen) == 4
+    assert [f["fold"] for f in replicates] == [
+        "held-out rep_1",
+        "held-out rep_2",
+        "held-out rep_3",
+    ]
+    targets = set(adata.obs["condition"].astype(str)) - {"ctrl"}
+    assert set().union(*(f["test"] for f in unseen)) == targets  # every target held out once
+    measured = set().union(*(f["categories"]["unseen target, measured"] for f in unseen))
+    assert "STAT1" in measured  # a measured gene
+    assert "MARCH8" in set().union(
+        *(f["categories"]["unseen target, not measured"] for f in unseen)
+    )
+    for fold in [unseen[0], replicates[0]]:
+        train, ctrl, observed = bench.split(adata, fold)
+        assert (ctrl.obs["condition"] == "ctrl").all()
+        if fold.get("replicate") is None:
+            assert not set(train.obs["condition"].astype(str)) & fold["test"]
+        else:
+            assert set(train.obs["bio_rep"]) == {"rep_2", "rep_3"}
+            assert set(observed.obs["bio_rep"]) == set(ctrl.obs["bio_rep"]) == {"rep_1"}
+
+
 def test_quick_run_prints_a_table_per_data_set(run_quick, tmp_path):
     csv = tmp_path / "scores.csv"
     stdout = run_quick(SCRIPT, "--csv", str(csv))
@@ -84,3 +124,10 @@ def test_quick_run_prints_a_table_per_data_set(run_quick, tmp_path):
     if KANG.exists():
         assert "kang2018_pbmc_ifnb_scgen_valid" in stdout
         assert "| held-out cell type | xTrimoGene (pretrained on the fold) |" in stdout
+    if SCREEN.exists():
+        assert "papalexi2021_thp1_eccite_lowmoi" in stdout
+        assert (
+            "| seen target, held-out replicate | xTrimoGene (pretrained on the fold) |" in stdout
+        )
+        assert "| unseen target, not measured | linear |" in stdout
+        assert "The knocked-out gene's own change" in stdout
