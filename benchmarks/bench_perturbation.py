@@ -88,6 +88,8 @@ def discover(data_dir: Path, args: argparse.Namespace) -> list[dict]:
     found = []
     paths = [p for name in ("perturbation", "perturbation_genetic")
              for p in sorted((data_dir / name).glob("*.h5ad"))]  # fmt: skip
+    if args.datasets:
+        paths = [p for p in paths if any(d in p.stem for d in args.datasets)]
     for path in paths:
         if not list(path.parent.glob(f"{path.stem}*PROVENANCE*")):
             print(f"skip {path}: no PROVENANCE file beside it")
@@ -412,6 +414,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cell-types", nargs="*", default=None,
                         help="only these leave-one-cell-type-out folds")  # fmt: skip
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--datasets", nargs="*", default=None,
+                        help="only the staged files whose name contains one of these")  # fmt: skip
     parser.add_argument("--pretrained", type=Path, default=None,
                         help="a saved XTrimoGene used for every fold instead of pretraining "
                         "(its corpus must not contain the held-out perturbed cells)")  # fmt: skip
