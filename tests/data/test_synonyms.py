@@ -140,3 +140,18 @@ def test_renamed_genes_of_the_staged_files_are_recovered(path, recovered):
     assert alignment.n_matched_vars == strict.n_matched_vars + recovered
     exact = alignment.match_rule == 1
     np.testing.assert_array_equal(alignment.var_to_position[exact], strict.var_to_position[exact])
+
+
+def test_files_that_use_current_symbols_only_are_aligned_and_embedded_as_before():
+    from xtrimogene_sc.data import tokenize_counts
+
+    adata = xtg.datasets.synthetic_counts(n_obs=12, n_vars=300, density=0.3, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        strict = VOCAB.align(adata, strict=True)  # exact symbols only: the old matching
+        default = VOCAB.align(adata)
+    assert strict.n_matched_vars == adata.n_vars  # every name is a current symbol
+    np.testing.assert_array_equal(default.var_to_position, strict.var_to_position)
+    old, new = (tokenize_counts(adata.X, a.var_to_position) for a in (strict, default))
+    for name in ("crow", "pos", "value", "depth_t", "depth_s"):  # the model's whole input
+        assert np.array_equal(getattr(old, name).numpy(), getattr(new, name).numpy()), name
