@@ -25,11 +25,8 @@ from xtrimogene_sc.annotation._head import ClassifierModule
 from xtrimogene_sc.base._saved import load_state_checked
 from xtrimogene_sc.base._task import TaskModel
 from xtrimogene_sc.data import GeneVocab
-from xtrimogene_sc.data._checks import CountCheck
 from xtrimogene_sc.data._counts import read_counts
-from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._labels import usable_labels
-from xtrimogene_sc.data._tokenize import panel_mask
 from xtrimogene_sc.model._backbone import backbone_module
 from xtrimogene_sc.model._io import load_directory, save_directory
 from xtrimogene_sc.model._model import XTrimoGene
@@ -40,8 +37,6 @@ from xtrimogene_sc.train._calibration import calibration_split, fit_temperature
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-    from xtrimogene_sc.module._config import XTrimoGeneConfig
 
 
 logger = logging.getLogger(__name__)
@@ -200,8 +195,12 @@ class XTrimoGeneClassifier(TaskModel):
         )  # fmt: skip
         require_real("validation_size", validation_size, lambda v: 0 <= v < 1, "in [0, 1)")
         keep, labels, _ = usable_labels(adata.obs, labels_key, min_cells=min_cells_per_label)
-        X, var_to_position, check = _counts(adata, layer, gene_symbols_key, self.backbone.config)
-        check.check_all(X)  # training reads the cells many times: check them once, first
+        counts = read_counts(
+            adata, layer=layer, gene_symbols_key=gene_symbols_key,
+            panel=self.backbone.config.input_positions,
+        )  # fmt: skip
+        counts.checked()  # training reads the cells many times: check them once, first
+        X, var_to_position = counts.X, counts.var_to_position
         classes, y = np.unique(labels, return_inverse=True)
         cells = np.flatnonzero(keep)
         torch.manual_seed(seed)
@@ -238,17 +237,14 @@ class XTrimoGeneClassifier(TaskModel):
     ) -> np.ndarray:
         """Calibrated class probabilities ``(n_obs, n_classes)``, columns in ``classes_`` order."""
         module = self._trained()
-        X, var_to_position, check = _counts(adata, layer, gene_symbols_key, self.backbone.config)
+        counts = read_counts(
+            adata, layer=layer, gene_symbols_key=gene_symbols_key,
+            panel=self.backbone.config.input_positions,
+        )  # fmt: skip
         module.eval()
-        out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
-        for rows, cells in iter_batches(
-            X,
-            var_to_position,
-            batch_size=batch_size,
-            progress=progress,
-            desc="classify",
-            check=check,
-            panel=panel_mask(self.backbone.config.input_positions),
+        out = np.empty((counts.X.shape[0], len(self.classes_)), dtype=np.float64)
+        for rows, cells in counts.batches(
+            batch_size=batch_size, progress=progress, desc="classify"
         ):
             out[rows] = module(cells.to(self.device)).double().cpu().numpy()
         return softmax(out / self.temperature_, axis=1)
@@ -311,16 +307,3 @@ class XTrimoGeneClassifier(TaskModel):
         classifier.history = pd.DataFrame(meta.get("history", {}))
         module.to(device).eval()
         return classifier
-
-
-def _counts(
-    adata: AnnData, layer: str | None, gene_symbols_key: str | None, config: XTrimoGeneConfig
-) -> tuple[Any, Any, CountCheck]:
-    """Counts, their column -> vocabulary map, and the package's count checks to run on them.
-
-    The backbone's gene panel, if it has one, is checked too: no cell may be empty in it.
-    """
-    counts = read_counts(
-        adata, layer=layer, gene_symbols_key=gene_symbols_key, panel=config.input_positions
-    )
-    return counts.X, counts.var_to_position, counts.check

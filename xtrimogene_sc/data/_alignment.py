@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xtrimogene_sc.data._synonyms import RULES
+from xtrimogene_sc.data._synonyms import RULES, rule_code
 
 _N_EXAMPLES = 5
 
@@ -51,7 +51,7 @@ class GeneAlignment:
         if self.match_rule is None:
             return {"exact": int(self.n_matched_vars)}
         counts = np.bincount(self.match_rule, minlength=len(RULES) + 1)
-        return {rule: int(counts[i + 1]) for i, rule in enumerate(RULES)}
+        return {rule: int(counts[rule_code(rule)]) for rule in RULES}
 
     @property
     def coverage_vocab(self) -> float:

@@ -236,7 +236,7 @@ class CountCheck:
         """
         self.tally.update(chunk.data if sp.issparse(chunk) else chunk[chunk != 0])
         if self.group_onehot is not None and not self.tally.n_nonfinite:
-            self.group_totals += np.asarray(chunk @ self.group_onehot).sum(axis=0)
+            self.group_totals += np.asarray(chunk.sum(axis=0)).ravel() @ self.group_onehot
         if self.tally.n_nonfinite:
             return np.full((chunk.shape[0], self.n_sums), np.nan)
         return np.asarray(chunk @ self.weights, dtype=np.float64).reshape(chunk.shape[0], -1)

@@ -3,22 +3,25 @@
 ``XTrimoGene.setup_anndata``, :func:`xtrimogene_sc.pp.check_input`, embedding, the classifier
 and the perturbation models all call :func:`read_counts`, so a layer that does not exist, genes
 that do not match the vocabulary and values that are not counts get the same answer everywhere.
-The checks are returned, not run: a caller that reads the cells once streams them through
-:func:`~xtrimogene_sc.data.iter_batches` (``check=``), one that needs the totals first runs
-:meth:`Counts.checked`.
+The checks are returned, not run: a caller that reads the cells once takes them from
+:meth:`Counts.batches`, which checks each chunk as it reads it; one that needs the totals first
+runs :meth:`Counts.checked`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xtrimogene_sc.data._alignment import GeneAlignment
+from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.data._checks import CountCheck, layer_matrix
+from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._synonyms import RULES
+from xtrimogene_sc.data._tokenize import panel_mask
 from xtrimogene_sc.data._vocab import GeneVocab
 
 if TYPE_CHECKING:
@@ -32,11 +35,21 @@ class Counts:
     X: Any
     alignment: GeneAlignment
     check: CountCheck
+    panel: Sequence[int] | None = None  # the vocabulary positions a model reads
 
     @property
     def var_to_position(self) -> np.ndarray:
         """Vocabulary position of every column (-1 where the gene is not in the vocabulary)."""
         return self.alignment.var_to_position
+
+    def batches(self, **kwargs: Any) -> Iterator[tuple[np.ndarray, SparseCells]]:
+        """``(rows, minibatch)`` over every cell, each chunk checked as it is read.
+
+        Only the panel's genes are tokenised; ``kwargs`` go to :func:`iter_batches`.
+        """
+        return iter_batches(
+            self.X, self.var_to_position, check=self.check, panel=panel_mask(self.panel), **kwargs
+        )
 
     def checked(self) -> np.ndarray:
         """Run the checks over every cell now; per-cell totals over the vocabulary genes."""
@@ -103,4 +116,4 @@ def read_counts(
         X, alignment=alignment, layer=layer, panel=panel, require_integer=require_integer,
         groups=alignment.match_rule,
     )  # fmt: skip
-    return Counts(X, alignment, check)
+    return Counts(X, alignment, check, panel)

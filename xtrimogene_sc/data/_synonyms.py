@@ -18,9 +18,9 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 
-#: the matching rules of :meth:`GeneVocab.align`, in the order they apply
+#: the matching rules of :meth:`GeneVocab.align`, in the order they apply; a column's code is
+#: its rule's index plus one (:func:`rule_code`), 0 where no rule matched
 RULES = ("exact", "case", "ensembl", "synonym")
-UNMATCHED = 0  # rule code of a column no rule matched; rule i has code i + 1
 _TABLE = "gene_synonyms.tsv.gz"
 _ENSEMBL_ID = re.compile(r"^(ENS[A-Z]*G\d{6,})(\.\d+)?$")
 
@@ -102,6 +102,5 @@ def resolve_symbol(name: str, positions: Positions, vocabulary: np.ndarray) -> s
     tables = synonym_table()
     symbol = tables.get("ensembl", {}).get(ensembl_base(name) or "")
     symbol = symbol or tables.get("alias", {}).get(name.strip())
-    if symbol is None or positions([symbol])[0] < 0:
-        return None
-    return str(vocabulary[positions([symbol])[0]])
+    position = -1 if symbol is None else positions([symbol])[0]
+    return None if position < 0 else str(vocabulary[position])

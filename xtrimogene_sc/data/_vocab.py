@@ -19,7 +19,7 @@ from xtrimogene_sc.data._name_hints import (
     examples,
     mismatch_hints,
 )
-from xtrimogene_sc.data._synonyms import RULES, match_ensembl, match_synonyms
+from xtrimogene_sc.data._synonyms import RULES, match_ensembl, match_synonyms, rule_code
 
 logger = logging.getLogger(__name__)
 
@@ -137,16 +137,10 @@ class GeneVocab:
         for code, (before, after) in enumerate(zip([None, *steps], steps, strict=False), 1):
             new = after >= 0 if before is None else (after >= 0) & (before < 0)
             rule[new] = code
-            if code > 1 and new.any():
+            if code > rule_code("exact") and new.any():
                 found[RULES[code - 1]] = [
                     f"{names[i]}->{self.names[after[i]]}" for i in np.flatnonzero(new)[:5]
                 ]
-        if found.keys() - {"case"}:
-            logger.info(
-                "genes matched by other names: %s",
-                "; ".join(f"{r} {int((rule == RULES.index(r) + 1).sum()):,} (e.g. {e[:3]})"
-                          for r, e in found.items()),
-            )  # fmt: skip
         return steps[-1], rule, found
 
     def align(
@@ -212,6 +206,8 @@ class GeneVocab:
             raise ValueError(msg)
         pos, rule, found = self._match(names, strict=strict)
         alignment = _build_alignment(pos, len(self), rule, found)
+        if found.keys() - {"case"}:  # genes matched by an Ensembl ID or another symbol
+            logger.info("xtrimogene_sc: %s", alignment.summary())
         n_user, n_pos = alignment.n_vars, alignment.n_matched_positions
         if n_user == 0 or alignment.coverage_user < min_overlap or n_pos < min_genes:
             msg = (

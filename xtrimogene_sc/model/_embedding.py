@@ -15,7 +15,7 @@ import torch
 
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._loading import observed_genes
-from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode, panel_mask
+from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.model import _gene_embeddings
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._precision import Precision, inference_precision
@@ -36,6 +36,7 @@ class EmbeddingMixin:
     vocab: Any
     adata: Any
     device: torch.device
+    _counts: Any
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -92,20 +93,19 @@ class EmbeddingMixin:
         """
         depth = _depth_for_input(input_type, t_mode, t_value)
         pooling = self._pooling_or_default(pooling)
-        X, var_to_position, check = self._counts_to_stream(
+        counts = self._counts(
             adata, layer, gene_symbols_key, require_integer=input_type == "counts"
         )
         self.module.eval()
         out: np.ndarray | None = None
-        for rows, cells in iter_batches(
-            X, var_to_position, batch_size=batch_size, depth=depth, progress=progress,
+        for rows, cells in counts.batches(
+            batch_size=batch_size, depth=depth, progress=progress,
             max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
-            check=check, panel=panel_mask(self.config.input_positions),
         ):  # fmt: skip
             with self._precision(precision):
                 emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
             if out is None:
-                out = np.empty((X.shape[0], emb.shape[1]), dtype=np.float32)
+                out = np.empty((counts.X.shape[0], emb.shape[1]), dtype=np.float32)
             out[rows] = emb.float().cpu().numpy()
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 

@@ -17,8 +17,7 @@ from scvi.train import TrainRunner
 
 from xtrimogene_sc._constants import DEFAULT_KEYS, REGISTRY_KEYS
 from xtrimogene_sc.data._alignment import GeneAlignment
-from xtrimogene_sc.data._checks import CountCheck
-from xtrimogene_sc.data._counts import read_counts
+from xtrimogene_sc.data._counts import Counts, read_counts
 from xtrimogene_sc.data._datamodule import CellDataModule
 from xtrimogene_sc.data._labels import check_obs_key
 from xtrimogene_sc.data._vocab import GeneVocab
@@ -213,24 +212,22 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
         require_integer: bool = True,
     ) -> tuple[Any, np.ndarray]:
         """Count matrix and column -> vocabulary map of ``adata``, its counts checked."""
-        X, var_to_position, check = self._counts_to_stream(
-            adata, layer, gene_symbols_key, require_integer=require_integer
-        )
-        check.check_all(X)
-        return X, var_to_position
+        counts = self._counts(adata, layer, gene_symbols_key, require_integer=require_integer)
+        counts.checked()
+        return counts.X, counts.var_to_position
 
-    def _counts_to_stream(
+    def _counts(
         self,
         adata: AnnData | None,
         layer: str | None,
         gene_symbols_key: str | None,
         *,
         require_integer: bool = True,
-    ) -> tuple[Any, np.ndarray, CountCheck]:
-        """Counts of ``adata`` (default: the registered one), column map and checks to stream.
+    ) -> Counts:
+        """The counts of ``adata`` (default: the registered one), not read yet.
 
-        Nothing is read yet: the returned :class:`~xtrimogene_sc.data._checks.CountCheck` checks
-        each chunk as the batches read it, so an embedding reads the data once.
+        :meth:`Counts.batches <xtrimogene_sc.data.Counts.batches>` checks each chunk as it reads
+        it, so an embedding reads the data once.
         """
         if adata is None:
             if self.adata is None:
@@ -245,11 +242,10 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             if gene_symbols_key is None:
                 gene_symbols_key = registered.get("gene_symbols_key")
             alignment = self._align(adata, gene_symbols_key)
-        counts = read_counts(
+        return read_counts(
             adata, layer=layer, alignment=alignment, panel=self.config.input_positions,
             require_integer=require_integer,
         )  # fmt: skip
-        return counts.X, counts.var_to_position, counts.check
 
     @property
     def device(self) -> torch.device:
