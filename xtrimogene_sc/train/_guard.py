@@ -20,6 +20,7 @@ from typing import Any
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from xtrimogene_sc._arguments import (
+    fail,
     require_int_in,
     require_learning_rates,
     require_positive_int,
@@ -46,6 +47,7 @@ def check_train_args(
     train_size: Any,
     gradient_clip_val: Any,
     num_workers: Any,
+    compile: Any = False,
 ) -> int:
     """Validate ``train()`` arguments before anything changes; return the epochs to run.
 
@@ -65,6 +67,8 @@ def check_train_args(
     require_real("train_size", train_size, lambda v: 0 < v <= 1, "in (0, 1]")
     if gradient_clip_val is not None:
         require_real("gradient_clip_val", gradient_clip_val, lambda v: v >= 0, "None or >= 0")
+    if not isinstance(compile, bool):
+        fail("compile", compile, "True or False")
     return int(max_epochs)
 
 
