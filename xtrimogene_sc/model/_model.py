@@ -29,7 +29,12 @@ from xtrimogene_sc.module._compile import compiled_blocks
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.module._pooling import Pooling, check_pooling
-from xtrimogene_sc.train._guard import check_train_args, check_training_cells, guarded_fit
+from xtrimogene_sc.train._guard import (
+    check_train_args,
+    check_training_cells,
+    guarded_fit,
+    warn_slow_cpu_run,
+)
 from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
 
 if TYPE_CHECKING:
@@ -346,6 +351,10 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             max_genes=self.config.objective.max_encoder_genes, extra_tokens=self._extra_tokens,
         )  # fmt: skip
         check_training_cells(data.n_train, n_obs, train_size)
+        on_gpu = accelerator != "cpu" and torch.cuda.is_available()
+        warn_slow_cpu_run(
+            self.config.decoder_mode, "cuda" if on_gpu else "cpu", data.n_train * max_epochs
+        )
         total_steps = max(1, data.n_train_batches * max_epochs)
         plan = XTrimoGeneTrainingPlan(
             self.module,
