@@ -1,67 +1,43 @@
-"""The demo recipe's training speed on the bundled cells: today's step against earlier ones.
+"""The recipe's training step: today's code against an earlier commit, CPU time and wall time.
 
-Issue 10 asks for the demo (``SMALL_DATA_RECIPE`` on the 700 bundled pbmc68k cells) to finish
-in under 3 minutes on 2 CPU cores, and most of that is training. This script trains the recipe's
-model through ``XTrimoGene.train`` (data loading and Lightning included) for ``--epochs`` epochs
-in three settings, alternating, in the same process:
+Issue 33 asks for less CPU time per step of ``SMALL_DATA_RECIPE`` training, measured as a ratio
+against the code before the change. The earlier code is a git revision (``--baseline``, by
+default the commit the work started from), unpacked with ``git archive`` into a temporary
+folder. Every measurement is a child process that imports the package from one of the two
+folders, builds the recipe's model on the data set, and trains it through
+``XTrimoGene.train`` (data loading, Lightning, validation and set-up included) for about
+``--steps`` optimiser steps; it reports its own CPU time (and that of any compiler workers it
+started) and the wall time, per step. Baseline and current runs alternate, ``--repeats`` times
+for each data set and thread count, so a busy host slows both alike; the table gives medians and
+the ratio of the medians.
 
-* ``torch defaults``: the ``tiny`` preset's two encoder layers with dropout 0.1 through
-  ``torch.nn.Dropout`` (``bernoulli_`` masks) and the for-each-tensor ``AdamW``, as the package
-  first trained;
-* ``2 layers, dropout 0.1``: the same model with the encoder's
-  :class:`~xtrimogene_sc.nn._blocks.Dropout` (``rand >= p`` masks, same distribution) and the
-  fused ``AdamW`` kernel: the recipe until 2026-12-01;
-* ``recipe``: :data:`~xtrimogene_sc.model.SMALL_DATA_RECIPE` as it is (one encoder layer, no
-  dropout: ``benchmarks/SMALL_DATA_RESULTS.md`` shows it scores alike).
+Data sets: ``pbmc68k`` (the 700 bundled cells, every gene) and ``zheng`` (2,140 FACS-sorted
+PBMCs under ``../shared/data/annotation``, the recipe's 2,000-gene panel). The header prints the
+CPU model, the thread counts and the share of the host's CPU time stolen by other guests while
+the runs went (Linux): on a shared VM, figures of two days compare only beside it.
 
-All settings share the decoder's single gene-embedding lookup (it replaced two, with identical
-results, and cannot be switched off). The full recipe's time follows from the per-step figure
-and the recipe's step count, printed at the end. The header also prints the share of the host's
-CPU time stolen by other guests while the settings ran (Linux): on a shared VM the same demo
-took 2 min 54 s and 3 min 52 s on one day, and steps of different days compare only beside it.
-
-    python benchmarks/bench_recipe_speed.py --threads 2
+    python benchmarks/bench_recipe_speed.py --threads 1 2 --datasets pbmc68k zheng
+    python benchmarks/bench_recipe_speed.py --compile   # also train(compile=True)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
+import os
+import platform
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from unittest import mock
 
-import torch
-from torch import nn
-
-
-@contextlib.contextmanager
-def torch_defaults(model) -> Iterator[None]:
-    """Train ``model`` with ``nn.Dropout`` and the unfused ``AdamW`` while inside."""
-    from xtrimogene_sc.nn._blocks import Dropout
-
-    swapped = []
-    for parent in model.module.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, Dropout):
-                setattr(parent, name, nn.Dropout(child.p))
-                swapped.append((parent, name, child))
-    adamw = torch.optim.AdamW
-
-    def unfused(*args, **kwargs):
-        kwargs["fused"] = None
-        return adamw(*args, **kwargs)
-
-    try:
-        with mock.patch("torch.optim.AdamW", unfused):
-            yield
-    finally:
-        for parent, name, child in swapped:
-            setattr(parent, name, child)
+ROOT = Path(__file__).resolve().parents[1]
+ZHENG = ROOT.parent / "shared" / "data" / "annotation" / "zheng2017_sorted_pbmc.h5ad"
+BASELINE = "8df4714"  # main when issue 33 started: the code whose step this work shortens
 
 
 def cpu_counters(stat: Path = Path("/proc/stat")) -> list[int] | None:
@@ -91,64 +67,145 @@ def steal_share(before: list[int] | None, after: list[int] | None) -> float | No
     return spent[7] / total if total > 0 else None
 
 
-def seconds_per_step(adata, recipe, epochs: int, baseline: bool, seed: int) -> float:
-    """Wall seconds per optimiser step of ``epochs`` epochs of a fresh recipe model."""
-    torch.manual_seed(seed)
-    model = recipe.build(adata)
-    kwargs = {**recipe.train_kwargs(adata.n_obs), "max_epochs": epochs}
-    steps = epochs * recipe.steps_per_epoch(adata.n_obs, kwargs["train_size"])
-    context = torch_defaults(model) if baseline else contextlib.nullcontext()
-    with context:
-        start = time.perf_counter()
-        model.train(**kwargs, enable_progress_bar=False, logger=False,
-                    enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
-        return (time.perf_counter() - start) / steps
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cells", type=int, default=None, help="only the first cells (tests)")
-    args = parser.parse_args(argv)
+def load(name: str, cells: int | None):
+    """The AnnData of raw counts of data set ``name`` (its first ``cells`` cells if given)."""
+    import anndata as ad
+
+    import xtrimogene_sc as xtg
+
+    if name == "pbmc68k":
+        adata = xtg.datasets.pbmc68k_counts()
+    elif name == "zheng":
+        if not ZHENG.exists():
+            sys.exit(f"{ZHENG} not found (the shared data folder sits beside the checkout)")
+        adata = ad.read_h5ad(ZHENG)
+    else:
+        sys.exit(f"unknown data set {name!r}: use pbmc68k or zheng")
+    return adata if cells is None else adata[:cells].copy()
+
+
+def child(args: argparse.Namespace) -> dict[str, float]:
+    """Train the recipe once in this process and return its per-step CPU and wall seconds."""
+    import torch
+
     import xtrimogene_sc as xtg
     from xtrimogene_sc.model import SMALL_DATA_RECIPE
 
     torch.set_num_threads(args.threads)
-    adata = xtg.datasets.pbmc68k_counts()
-    if args.cells is not None:
-        adata = adata[: args.cells].copy()
-    before = replace(SMALL_DATA_RECIPE, encoder_depth=None, encoder_dropout=0.1)
-    settings = {  # name: (recipe, with torch's defaults)
-        "torch defaults": (before, True),
-        "2 layers, dropout 0.1": (before, False),
-        "recipe": (SMALL_DATA_RECIPE, False),
-    }
-    times: dict[str, list[float]] = {name: [] for name in settings}
-    counters_before = cpu_counters()
+    adata = load(args.data, args.cells)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         xtg.XTrimoGene.setup_anndata(adata)
-        for repeat in range(args.repeats):
-            for name, (recipe, baseline) in settings.items():
-                step = seconds_per_step(adata, recipe, args.epochs, baseline, repeat)
-                times[name].append(step)
-    steal = steal_share(counters_before, cpu_counters())
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    n_steps = SMALL_DATA_RECIPE.epochs_for(adata.n_obs) * SMALL_DATA_RECIPE.steps_per_epoch(
-        adata.n_obs
+        torch.manual_seed(0)
+        model = SMALL_DATA_RECIPE.build(adata)
+    kwargs = SMALL_DATA_RECIPE.train_kwargs(adata.n_obs)
+    per_epoch = SMALL_DATA_RECIPE.steps_per_epoch(adata.n_obs, kwargs["train_size"])
+    kwargs["max_epochs"] = max(1, round(args.steps / per_epoch))
+    if args.compile:
+        kwargs["compile"] = True
+    quiet = {"enable_progress_bar": False, "logger": False, "enable_checkpointing": False,
+             "enable_model_summary": False}  # fmt: skip
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.train(**kwargs, **quiet)
+    steps = kwargs["max_epochs"] * per_epoch
+    return {"cpu": (_cpu_seconds() - cpu) / steps, "wall": (time.perf_counter() - wall) / steps,
+            "steps": steps}  # fmt: skip
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of the children it waited for (compiler workers)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
     )
-    print(f"# {adata.n_obs} pbmc68k cells, recipe model, {args.threads} thread(s), "
-          f"{args.epochs} epochs x {args.repeats} repeats, torch {torch.__version__}")  # fmt: skip
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def baseline_tree(revision: str, into: Path) -> Path:
+    """The package at git ``revision``, unpacked under ``into``; returns the folder to import from."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "xtrimogene_sc"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def measure(code: Path, data: str, threads: int, args: argparse.Namespace, compile_: bool):
+    """Run one child that imports the package from ``code``; its per-step figures."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--data", data,
+               "--threads", str(threads), "--steps", str(args.steps)]  # fmt: skip
+    if args.cells is not None:
+        command += ["--cells", str(args.cells)]
+    if compile_:
+        command.append("--compile")
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=code)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--datasets", nargs="+", default=["pbmc68k", "zheng"])
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps a run, about")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of the old code")
+    parser.add_argument("--compile", action="store_true", help="also time train(compile=True)")
+    parser.add_argument("--cells", type=int, default=None, help="only the first cells (tests)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--data", default="pbmc68k", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        args.threads = args.threads[0]
+        print(json.dumps(child(args)))
+        return []
+    settings = {f"baseline ({args.baseline})": (None, False), "current": (ROOT, False)}
+    if args.compile:
+        settings["current, compile=True"] = (ROOT, True)
+    rows = []
+    counters = cpu_counters()
+    with tempfile.TemporaryDirectory() as folder:
+        old = baseline_tree(args.baseline, Path(folder))
+        for data in args.datasets:
+            for threads in args.threads:
+                runs: dict[str, list[dict]] = {name: [] for name in settings}
+                for _ in range(args.repeats):
+                    for name, (code, compile_) in settings.items():
+                        runs[name].append(measure(code or old, data, threads, args, compile_))
+                for name, values in runs.items():
+                    rows.append({"data": data, "threads": threads, "setting": name,
+                                 "cpu": statistics.median(v["cpu"] for v in values),
+                                 "wall": statistics.median(v["wall"] for v in values),
+                                 "steps": values[0]["steps"]})  # fmt: skip
+    steal = steal_share(counters, cpu_counters())
+    print(f"# CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); torch threads {args.threads}; "
+          f"~{args.steps} steps a run x {args.repeats} repeats, alternating; baseline "
+          f"{args.baseline}")  # fmt: skip
     shown = "not measured (no /proc/stat)" if steal is None else f"{100 * steal:.1f}%"
     print(f"# host CPU time stolen by other guests during the runs: {shown}")
-    print("| setting | ms/step | vs torch defaults | recipe training (s) |")
-    print("|---|---|---|---|")
-    base = medians["torch defaults"]
-    for name, value in medians.items():
-        print(f"| {name} | {1e3 * value:.1f} | {base / value:.2f}x | {value * n_steps:.0f} |")
-    return medians
+    print("| data | threads | setting | CPU ms/step | wall ms/step | CPU vs baseline | "
+          "wall vs baseline |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    for row in rows:
+        base = next(r for r in rows if r["data"] == row["data"]
+                    and r["threads"] == row["threads"] and r["setting"].startswith("baseline"))  # fmt: skip
+        row["cpu_ratio"], row["wall_ratio"] = base["cpu"] / row["cpu"], base["wall"] / row["wall"]
+        print(f"| {row['data']} | {row['threads']} | {row['setting']} | {1e3 * row['cpu']:.1f} | "
+              f"{1e3 * row['wall']:.1f} | {row['cpu_ratio']:.2f}x | {row['wall_ratio']:.2f}x |")  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,41 +1,33 @@
-"""The recipe speed benchmark trains every setting on a few bundled cells and compares them."""
+"""The recipe speed benchmark times the baseline revision and the current code in child runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_recipe_speed.py"
 
 
-def test_recipe_speed_benchmark_times_every_setting(load_script, capsys):
+def test_recipe_speed_benchmark_times_the_baseline_and_the_current_code(load_script, capsys):
     bench = load_script("bench_recipe_speed", SCRIPT)
-    medians = bench.main(["--cells", "48", "--epochs", "1", "--repeats", "1", "--threads", "1"])
-    assert set(medians) == {"torch defaults", "2 layers, dropout 0.1", "recipe"}
-    assert all(value > 0 for value in medians.values())
+    rows = bench.main(["--cells", "48", "--steps", "3", "--repeats", "1", "--threads", "1",
+                       "--datasets", "pbmc68k"])  # fmt: skip
+    assert [r["setting"] for r in rows] == [f"baseline ({bench.BASELINE})", "current"]
+    assert all(r["cpu"] > 0 and r["wall"] > 0 and r["cpu_ratio"] > 0 for r in rows)
+    assert rows[0]["cpu_ratio"] == 1.0
     out = capsys.readouterr().out
-    assert "| torch defaults |" in out
-    assert "vs torch defaults" in out
+    assert "| pbmc68k | 1 | current |" in out
+    assert "CPU vs baseline" in out
+    assert f"# CPU: {bench.cpu_model()}" in out
     assert "# host CPU time stolen by other guests during the runs: " in out
 
 
-def test_the_baseline_setting_swaps_the_dropouts_and_puts_them_back(load_script):
-    import xtrimogene_sc as xtg
-    from xtrimogene_sc.nn._blocks import Dropout
-
+def test_cpu_model_reads_the_model_name_line(load_script, tmp_path):
     bench = load_script("bench_recipe_speed", SCRIPT)
-    adata = xtg.datasets.pbmc68k_counts()[:32].copy()
-    xtg.XTrimoGene.setup_anndata(adata)
-    model = xtg.XTrimoGene(adata, preset="tiny")
-
-    def kinds():
-        return {type(m) for m in model.module.modules() if isinstance(m, nn.Dropout)}
-
-    with bench.torch_defaults(model):
-        assert kinds() == {nn.Dropout}
-    assert kinds() == {Dropout}
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9654\nflags\t: fma\n")
+    assert bench.cpu_model(info) == "AMD EPYC 9654"
+    assert bench.cpu_model(tmp_path / "absent")  # falls back to what platform knows
 
 
 def test_steal_share_reads_the_eighth_counter_of_the_cpu_line(load_script, tmp_path):

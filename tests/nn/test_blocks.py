@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from xtrimogene_sc.nn._blocks import Dropout, EncoderBlock
+from xtrimogene_sc.nn._blocks import DecoderBlock, Dropout, EncoderBlock
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -34,3 +34,19 @@ def test_encoder_blocks_use_it_and_keep_the_weight_names() -> None:
     assert len(drops) == 2
     assert all(isinstance(m, Dropout) for m in drops)
     assert "ff.3.weight" in block.state_dict()  # the layer indices of the saved layout
+
+
+@pytest.mark.parametrize("attention", ["favor", "exact"])
+def test_a_decoder_block_at_selected_tokens_equals_selecting_its_full_output(attention) -> None:
+    torch.manual_seed(0)
+    block = DecoderBlock(16, 2, attention=attention, nb_features=8)
+    x = torch.randn(3, 7, 16, requires_grad=True)
+    valid = torch.ones(3, 7, dtype=torch.bool)
+    valid[1, 5:] = False
+    rows, slots = torch.tensor([0, 0, 1, 2, 2]), torch.tensor([1, 6, 4, 0, 3])
+    full = block(x, valid)[rows, slots]
+    picked = block.forward_at(x, valid, rows, slots)
+    torch.testing.assert_close(picked, full, rtol=1e-6, atol=1e-6)
+    (grad_full,) = torch.autograd.grad(full.sum(), x)
+    (grad_picked,) = torch.autograd.grad(picked.sum(), x)
+    torch.testing.assert_close(grad_picked, grad_full, rtol=1e-5, atol=1e-6)

@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xtrimogene_sc._arguments import fail
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._loading import observed_genes
 from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
 from xtrimogene_sc.model import _gene_embeddings
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._precision import Precision, inference_precision
+from xtrimogene_sc.module._compile import compiled_blocks
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -53,6 +55,7 @@ class EmbeddingMixin:
         input_type: InputType = "counts",
         precision: Precision | None = None,
         progress: bool = True,
+        compile: bool = False,
     ) -> np.ndarray:
         """Cell embeddings from the encoder.
 
@@ -86,11 +89,17 @@ class EmbeddingMixin:
             on GPUs that have them; the default on CPU) or ``"32-strict"`` (no TF32).
         progress
             Show a progress bar.
+        compile
+            Compile the value embedding and the encoder blocks with :func:`torch.compile` for
+            this call (as ``train(compile=True)``: falls back to eager where no compiler works;
+            off by default, meant for large inputs on GPUs).
 
         Returns
         -------
         ``(n_obs, d)`` float32 array in the order of ``adata.obs``.
         """
+        if not isinstance(compile, bool):
+            fail("compile", compile, "True or False")
         depth = _depth_for_input(input_type, t_mode, t_value)
         pooling = self._pooling_or_default(pooling)
         counts = self._counts(
@@ -98,15 +107,16 @@ class EmbeddingMixin:
         )
         self.module.eval()
         out: np.ndarray | None = None
-        for rows, cells in counts.batches(
-            batch_size=batch_size, depth=depth, progress=progress,
-            max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
-        ):  # fmt: skip
-            with self._precision(precision):
-                emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
-            if out is None:
-                out = np.empty((counts.X.shape[0], emb.shape[1]), dtype=np.float32)
-            out[rows] = emb.float().cpu().numpy()
+        with compiled_blocks(self.module, enabled=compile, decoder=False):
+            for rows, cells in counts.batches(
+                batch_size=batch_size, depth=depth, progress=progress,
+                max_tokens=self._inference_tokens(max_tokens), extra_tokens=self._extra_tokens,
+            ):  # fmt: skip
+                with self._precision(precision):
+                    emb = self.module.embed_cells(cells.to(self.device), pooling=pooling)
+                if out is None:
+                    out = np.empty((counts.X.shape[0], emb.shape[1]), dtype=np.float32)
+                out[rows] = emb.float().cpu().numpy()
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
     def get_gene_embeddings(

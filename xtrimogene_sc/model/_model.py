@@ -25,10 +25,16 @@ from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._embedding import EmbeddingMixin
 from xtrimogene_sc.model._persistence import SaveLoadMixin
 from xtrimogene_sc.model._query import FreezePolicy, QueryMappingMixin
+from xtrimogene_sc.module._compile import compiled_blocks
 from xtrimogene_sc.module._config import XTrimoGeneConfig
 from xtrimogene_sc.module._module import XTrimoGeneModule
 from xtrimogene_sc.module._pooling import Pooling, check_pooling
-from xtrimogene_sc.train._guard import check_train_args, check_training_cells, guarded_fit
+from xtrimogene_sc.train._guard import (
+    check_train_args,
+    check_training_cells,
+    guarded_fit,
+    warn_slow_cpu_run,
+)
 from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
 
 if TYPE_CHECKING:
@@ -268,6 +274,7 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
         precision: str | None = None,
         gradient_clip_val: float = 1.0,
         num_workers: int = 0,
+        compile: bool = False,
         plan_kwargs: dict[str, Any] | None = None,
         **trainer_kwargs: Any,
     ) -> None:
@@ -299,6 +306,11 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             Gradient-norm clipping (the reference clips at 1.0).
         num_workers
             DataLoader workers (tokenization runs there).
+        compile
+            Compile the value embedding and the encoder and decoder blocks with
+            :func:`torch.compile` for this run (dynamic shapes; falls back to eager, with a
+            warning, where no compiler works). Off by default: on a CPU it did not make the
+            recipe's step faster and its first steps compile for about a minute; meant for GPUs.
         plan_kwargs
             Extra :class:`~xtrimogene_sc.train.XTrimoGeneTrainingPlan` arguments.
         **trainer_kwargs
@@ -328,7 +340,7 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
         max_epochs = check_train_args(
             max_epochs, n_obs=n_obs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             warmup_fraction=warmup_fraction, train_size=train_size,
-            gradient_clip_val=gradient_clip_val, num_workers=num_workers,
+            gradient_clip_val=gradient_clip_val, num_workers=num_workers, compile=compile,
         )  # fmt: skip
         if max_tokens == "auto":
             device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
@@ -339,6 +351,10 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             max_genes=self.config.objective.max_encoder_genes, extra_tokens=self._extra_tokens,
         )  # fmt: skip
         check_training_cells(data.n_train, n_obs, train_size)
+        on_gpu = accelerator != "cpu" and torch.cuda.is_available()
+        warn_slow_cpu_run(
+            self.config.decoder_mode, "cuda" if on_gpu else "cpu", data.n_train * max_epochs
+        )
         total_steps = max(1, data.n_train_batches * max_epochs)
         plan = XTrimoGeneTrainingPlan(
             self.module,
@@ -365,8 +381,8 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             use_distributed_sampler=False,
             **trainer_kwargs,
         )
-        with guarded_fit(self, runner.trainer):  # Ctrl-C -> KeyboardInterrupt; 0 steps: untrained
-            runner()
+        with guarded_fit(self, runner.trainer), compiled_blocks(self.module, enabled=compile):
+            runner()  # Ctrl-C -> KeyboardInterrupt; 0 steps: untrained
 
 
 def load_query_data(

@@ -12,6 +12,8 @@ decoder length (19,266 with depth tokens, else 19,264), ``De``/``Dd`` encoder/de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -123,15 +125,17 @@ class XTrimoGeneModule(CellObjectives, nn.Module):
         return EncoderOutput(self.encoder_norm(x), token_pos, valid)
 
     def _run_blocks(
-        self, blocks: nn.ModuleList, x: torch.Tensor, valid: torch.Tensor | None
+        self, blocks: Sequence[nn.Module], x: torch.Tensor, valid: torch.Tensor | None
     ) -> torch.Tensor:
         """Apply ``blocks`` in turn, recomputing activations in backward if configured."""
-        recompute = (
-            self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        )
+        recompute = self._recompute()
         for block in blocks:
             x = checkpoint(block, x, valid, use_reentrant=False) if recompute else block(x, valid)
         return x
+
+    def _recompute(self) -> bool:
+        """Whether blocks recompute their activations in backward (gradient checkpointing)."""
+        return self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
 
     def embed_cells(self, cells: SparseCells, pooling: Pooling = "concat") -> torch.Tensor:
         """Cell embeddings from the encoder, pooled with explicit masks (batch-size independent).
@@ -308,8 +312,18 @@ class XTrimoGeneModule(CellObjectives, nn.Module):
             pad_position=TOKENS.PAD_POS,
         )
         z, flag = packed[..., :-1], packed[..., -1] > 0.5
-        prediction = self._predict(self._run_decoder(z, valid))  # (B, K')
-        return prediction[flag]  # row-major order == (row, pos) sorted order of the masked entries
+        # row-major order of the flags == (row, pos) sorted order of the masked entries
+        if not len(self.decoder_blocks):
+            return self._predict(self._run_decoder(z, valid))[flag]
+        flag_rows, flag_slots = flag.nonzero(as_tuple=True)
+        *blocks, last = self.decoder_blocks
+        z = self._run_blocks(blocks, z, valid)
+        # the last block only at the masked tokens: the other outputs would be discarded
+        if self._recompute():
+            z = checkpoint(last.forward_at, z, valid, flag_rows, flag_slots, use_reentrant=False)
+        else:
+            z = last.forward_at(z, valid, flag_rows, flag_slots)
+        return self._predict(self.decoder_norm(z))
 
 
 def _lookup(cells: SparseCells, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

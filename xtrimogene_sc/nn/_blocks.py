@@ -73,6 +73,16 @@ class MultiHeadAttention(nn.Module):
         y = self.kernel(q, k, v, valid)
         return self.out(y.transpose(1, 2).reshape(b, length, dim))
 
+    def forward_at(
+        self, x: torch.Tensor, valid: torch.Tensor | None, rows: torch.Tensor, slots: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward(x, valid)[rows, slots]`` ``(n, D)``: the output projection at those tokens only."""
+        b, length, dim = x.shape
+        qkv = self.qkv(x).view(b, length, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, d)
+        y = self.kernel(q, k, v, valid)[rows, :, slots]  # (n, H, d)
+        return self.out(y.reshape(rows.numel(), dim))
+
 
 def feed_forward(dim: int, mult: int, activation: Literal["relu", "gelu"], dropout: float):
     """Position-wise two-layer MLP."""
@@ -144,3 +154,15 @@ class DecoderBlock(nn.Module):
         """``x``: (B, L, D); ``valid``: optional (B, L) True for real tokens."""
         x = x + self.attn(self.norm1(x), valid)
         return x + self.ff(self.norm2(x))
+
+    def forward_at(
+        self, x: torch.Tensor, valid: torch.Tensor | None, rows: torch.Tensor, slots: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward(x, valid)[rows, slots]`` ``(n, D)``, computing only those tokens' outputs.
+
+        Attention runs over every token, but its output projection, the residuals and the
+        feed-forward layer only at the selected ones: for the decoder's last block, whose
+        outputs are read at the masked positions only, about half of those.
+        """
+        x_at = x[rows, slots] + self.attn.forward_at(self.norm1(x), valid, rows, slots)
+        return x_at + self.ff(self.norm2(x_at))
