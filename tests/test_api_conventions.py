@@ -37,6 +37,7 @@ TL_WRITES_NOTHING = {
     "tl.embed_h5ad": "writes a new .h5ad file (the input is only read), not into an AnnData",
     "tl.perturbation_metrics": "returns a table of scores of predictions against observed cells",
     "tl.score_embedding": "returns metrics of an existing embedding as numbers",
+    "tl.score_integration": "returns the scIB metrics of existing embeddings as a table",
 }
 
 _PARAM_HEADER = re.compile(r"^\s*Parameters\s*\n\s*-{3,}\s*$", re.MULTILINE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,11 @@ def test_quick_run_scores_every_method_and_resumes_from_its_cache(
 
     for method in ("pca", "scvi", "xtg"):
         monkeypatch.setattr(bench, method, never)
-    again = bench.main(args)
-    np.testing.assert_allclose(again["Total"], frame["Total"])
+    cells = bench.subsample(bench.SETTINGS["kang_conditions"](), 240, seed=0)
+    options = argparse.Namespace(methods=list(bench.METHODS), out=str(tmp_path), quick=True)
+    cached = bench.embeddings(cells, "kang_conditions", 0, options)
+    assert list(cached) == list(bench.METHODS)
+    assert all(values.shape[0] == cells.n_obs for values in cached.values())
     summary = bench.main(["--from-csv", str(tmp_path / "integration.csv")])
     np.testing.assert_allclose(summary["Total"], frame["Total"])
 
