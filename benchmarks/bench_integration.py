@@ -74,8 +74,9 @@ def scvi(adata: Any, seed: int, quick: bool) -> np.ndarray:
     return model.get_latent_representation()
 
 
-def xtg(adata: Any, seed: int, quick: bool, **overrides: Any) -> np.ndarray:
-    """The small-data recipe trained from scratch on every cell (batch registered, unused)."""
+def train_recipe(adata: Any, seed: int, quick: bool, **overrides: Any) -> Any:
+    """The small-data recipe (with ``overrides``) trained from scratch on every cell; a batch
+    column registered with it is not used by the model."""
     from dataclasses import replace
 
     import torch
@@ -88,12 +89,17 @@ def xtg(adata: Any, seed: int, quick: bool, **overrides: Any) -> np.ndarray:
     data = adata.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        xtg_pkg.XTrimoGene.setup_anndata(data, batch_key="batch")
-        model = recipe.pretrain(
+        xtg_pkg.XTrimoGene.setup_anndata(data, batch_key="batch" if "batch" in data.obs else None)
+        return recipe.pretrain(
             data, max_epochs=1 if quick else None, enable_progress_bar=False, logger=False,
             enable_checkpointing=False, enable_model_summary=False,
         )  # fmt: skip
-        return model.get_latent_representation(progress=False)
+
+
+def xtg(adata: Any, seed: int, quick: bool, **overrides: Any) -> np.ndarray:
+    """``X_xtg`` of :func:`train_recipe`'s model (mean pooling, the recipe's)."""
+    model = train_recipe(adata, seed, quick, **overrides)
+    return model.get_latent_representation(progress=False)
 
 
 def xtg_thin(adata: Any, seed: int, quick: bool) -> np.ndarray:

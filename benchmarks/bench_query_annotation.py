@@ -38,6 +38,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import mean_sd, record
 from _studies import three_studies
+from bench_integration import train_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "INTEGRATION_RESULTS.md"
@@ -101,24 +102,6 @@ def xtg_classifier(backbone: Any, reference: Any, query: Any, seed: int, quick: 
         return classifier.classes_, classifier.predict_proba(query)
 
 
-def recipe_backbone(union: Any, seed: int, quick: bool) -> Any:
-    """The small-data recipe trained from scratch on every cell of the three studies."""
-    import torch
-
-    import xtrimogene_sc as xtg
-    from xtrimogene_sc.model import SMALL_DATA_RECIPE
-
-    torch.manual_seed(seed)
-    data = union.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        xtg.XTrimoGene.setup_anndata(data)
-        return SMALL_DATA_RECIPE.pretrain(
-            data, max_epochs=1 if quick else None, enable_progress_bar=False, logger=False,
-            enable_checkpointing=False, enable_model_summary=False,
-        )  # fmt: skip
-
-
 def knn_on(embedding: np.ndarray, union: Any, query_study: str) -> tuple:
     """:func:`xtrimogene_sc.tl.annotate`'s kNN transfer from the reference's cells."""
     import xtrimogene_sc as xtg
@@ -159,7 +142,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     reference = union[study == REFERENCE].copy()
     rows = []
     cache = Path(args.integration_cache)
-    backbone = recipe_backbone(union, args.seed, args.quick) if "xtg" in args.methods else None
+    backbone = train_recipe(union, args.seed, args.quick) if "xtg" in args.methods else None
     for name in QUERIES:
         query = union[study == name].copy()
         truth = query.obs["coarse_type"].astype(str).to_numpy()
