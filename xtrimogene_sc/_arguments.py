@@ -58,6 +58,12 @@ def require_fit_args(
     require_int_in("seed", seed, 0, None)
 
 
+def require_bool(name: str, value: Any) -> None:
+    """Refuse anything but ``True`` or ``False`` (``1``, ``"yes"`` and ``None`` included)."""
+    if not isinstance(value, bool):
+        fail(name, value, "True or False")
+
+
 def fail(name: str, value: Any, allowed: str) -> None:
     """Raise the package's ``ValueError`` for a bad argument."""
     msg = f"{name} must be {allowed}, got {value!r}"

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xtrimogene_sc._arguments import fail
+from xtrimogene_sc._arguments import require_bool
 from xtrimogene_sc.data._iterate import iter_batches
 from xtrimogene_sc.data._loading import observed_genes
 from xtrimogene_sc.data._tokenize import DepthSpec, TargetDepthMode
@@ -98,8 +98,7 @@ class EmbeddingMixin:
         -------
         ``(n_obs, d)`` float32 array in the order of ``adata.obs``.
         """
-        if not isinstance(compile, bool):
-            fail("compile", compile, "True or False")
+        require_bool("compile", compile)
         depth = _depth_for_input(input_type, t_mode, t_value)
         pooling = self._pooling_or_default(pooling)
         counts = self._counts(

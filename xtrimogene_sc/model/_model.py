@@ -342,8 +342,8 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             warmup_fraction=warmup_fraction, train_size=train_size,
             gradient_clip_val=gradient_clip_val, num_workers=num_workers, compile=compile,
         )  # fmt: skip
+        device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
         if max_tokens == "auto":
-            device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
             max_tokens = token_budget(self.config, device, training=True)
         data = CellDataModule(
             X, var_to_position, batch_size=batch_size, train_size=train_size,
@@ -351,10 +351,7 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             max_genes=self.config.objective.max_encoder_genes, extra_tokens=self._extra_tokens,
         )  # fmt: skip
         check_training_cells(data.n_train, n_obs, train_size)
-        on_gpu = accelerator != "cpu" and torch.cuda.is_available()
-        warn_slow_cpu_run(
-            self.config.decoder_mode, "cuda" if on_gpu else "cpu", data.n_train * max_epochs
-        )
+        warn_slow_cpu_run(self.config.decoder_mode, device, data.n_train * max_epochs)
         total_steps = max(1, data.n_train_batches * max_epochs)
         plan = XTrimoGeneTrainingPlan(
             self.module,

@@ -21,7 +21,7 @@ from typing import Any
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from xtrimogene_sc._arguments import (
-    fail,
+    require_bool,
     require_int_in,
     require_learning_rates,
     require_positive_int,
@@ -68,8 +68,7 @@ def check_train_args(
     require_real("train_size", train_size, lambda v: 0 < v <= 1, "in (0, 1]")
     if gradient_clip_val is not None:
         require_real("gradient_clip_val", gradient_clip_val, lambda v: v >= 0, "None or >= 0")
-    if not isinstance(compile, bool):
-        fail("compile", compile, "True or False")
+    require_bool("compile", compile)
     return int(max_epochs)
 
 
