@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import warnings
 from pathlib import Path
 
@@ -38,6 +39,15 @@ def test_old_symbols_map_to_their_current_gene_and_are_recorded():
     assert alignment.rule_counts()["synonym"] == 4
     assert "MARCH8->MARCHF8" in alignment.examples["synonym"]
     assert "4 by synonym (e.g. MARCH8->MARCHF8" in alignment.summary()
+
+
+def test_the_same_renaming_is_reported_once_then_only_at_debug_level(caplog):
+    names = ["MARCH9", "SEPT9", "ENSG00000111640"]  # a set no other test aligns
+    with caplog.at_level(logging.DEBUG, logger="xtrimogene_sc.data._vocab"):
+        for _ in range(3):
+            _align(names)
+    levels = [r.levelno for r in caplog.records if "matched by other names" in r.getMessage()]
+    assert levels == [logging.INFO, logging.DEBUG, logging.DEBUG]
 
 
 def test_ensembl_ids_map_with_or_without_version_and_no_symbols_column():

@@ -207,7 +207,7 @@ class GeneVocab:
         pos, rule, found = self._match(names, strict=strict)
         alignment = _build_alignment(pos, len(self), rule, found)
         if found.keys() - {"case"}:  # genes matched by an Ensembl ID or another symbol
-            logger.info("xtrimogene_sc: %s", alignment.summary())
+            _report_once(alignment.summary())
         n_user, n_pos = alignment.n_vars, alignment.n_matched_positions
         if n_user == 0 or alignment.coverage_user < min_overlap or n_pos < min_genes:
             msg = (
@@ -338,3 +338,17 @@ def _build_alignment(
 
 def _duplicated_mask(pos: np.ndarray) -> np.ndarray:
     return (pos >= 0) & pd.Series(pos).duplicated().to_numpy()
+
+
+_REPORTED: set[str] = set()
+
+
+def _report_once(summary: str) -> None:
+    """Log a matching summary at INFO the first time it is seen in a process, then at DEBUG.
+
+    One AnnData is aligned several times in a session (set-up, model, embedding); the user
+    needs to read what was renamed once, not once per call.
+    """
+    level = logging.DEBUG if summary in _REPORTED else logging.INFO
+    _REPORTED.add(summary)
+    logger.log(level, "xtrimogene_sc: %s", summary)
