@@ -32,6 +32,10 @@ class SparseCells:
         Optional ``(19264,)`` bool: the vocabulary genes the data set measures. When given (and
         the model's ``zero_mask_scope`` is ``"observed"``), only measured genes are drawn as
         masked zeros; an unmeasured gene's zero says nothing about the cell.
+    batch
+        Optional ``(B,)`` int64 codes of each cell's registered batch
+        (``setup_anndata(batch_key=...)``), carried when the objective reads them
+        (``batch_readout``).
     """
 
     crow: torch.Tensor
@@ -41,6 +45,7 @@ class SparseCells:
     depth_s: torch.Tensor
     target: SparseCells | None = None
     observed: torch.Tensor | None = None
+    batch: torch.Tensor | None = None
 
     @property
     def n_cells(self) -> int:

@@ -43,6 +43,8 @@ class CellDataModule(pl.LightningDataModule):
         count a long cell's tokens as the model will see them.
     extra_tokens
         Tokens every cell adds to its genes (2 with the read-depth tokens T and S).
+    batch_codes
+        Optional integer batch code of every cell, passed on in each minibatch.
     """
 
     def __init__(
@@ -58,12 +60,13 @@ class CellDataModule(pl.LightningDataModule):
         max_tokens: int | None = None,
         max_genes: int | None = None,
         extra_tokens: int = 2,
+        batch_codes: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < train_size <= 1.0:
             msg = f"train_size must lie in (0, 1], got {train_size}"
             raise ValueError(msg)
-        self.dataset = CellBatchDataset(X, var_to_position, depth=depth)
+        self.dataset = CellBatchDataset(X, var_to_position, depth=depth, batch_codes=batch_codes)
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers

@@ -9,6 +9,7 @@ and tokenizes them; no dense cells x genes matrix is ever built.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from numbers import Integral
 from typing import Any
 
@@ -190,11 +191,20 @@ class CellBatchDataset(Dataset):
         Vocabulary position of every column (-1 when not in the vocabulary).
     depth
         Target-depth semantics of the T token.
+    batch_codes
+        Optional integer batch code of every cell, carried in each minibatch
+        (:attr:`SparseCells.batch`) for an objective that reads the batch.
     """
 
     def __init__(
-        self, X: Any, var_to_position: np.ndarray, *, depth: DepthSpec | None = None
+        self,
+        X: Any,
+        var_to_position: np.ndarray,
+        *,
+        depth: DepthSpec | None = None,
+        batch_codes: np.ndarray | None = None,
     ) -> None:
+        self.batch_codes = None if batch_codes is None else np.asarray(batch_codes, np.int64)
         self.X = X
         self.var_to_position = np.asarray(var_to_position, dtype=np.int64)
         self.depth = depth or DepthSpec()
@@ -214,6 +224,9 @@ class CellBatchDataset(Dataset):
         rows, restore = self.read_rows(indices)
         rows = rows.tocsr()[restore] if hasattr(rows, "tocsr") else np.asarray(rows)[restore]
         cells = tokenize_counts(rows, self.var_to_position, depth=self.depth)
+        if self.batch_codes is not None:
+            batch = torch.from_numpy(self.batch_codes[np.asarray(indices, dtype=np.int64)])
+            cells = replace(cells, batch=batch)
         return cells.with_observed(self.observed)
 
 

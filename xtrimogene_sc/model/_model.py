@@ -21,6 +21,7 @@ from xtrimogene_sc.data._counts import Counts, read_counts
 from xtrimogene_sc.data._datamodule import CellDataModule
 from xtrimogene_sc.data._labels import check_obs_key
 from xtrimogene_sc.data._vocab import GeneVocab
+from xtrimogene_sc.model._batches import batches_of, training_batch_codes
 from xtrimogene_sc.model._budget import token_budget
 from xtrimogene_sc.model._embedding import EmbeddingMixin
 from xtrimogene_sc.model._persistence import SaveLoadMixin
@@ -106,6 +107,12 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
                 raise ValueError(msg)
             positions = self.alignment_.positions_of(adata.var_names, input_genes)
             self.config = replace(self.config, input_positions=positions)
+        if (
+            self.config.objective.batch_readout
+            and adata is not None
+            and not self.config.objective.n_batches
+        ):
+            self.config = self.config.replace(n_batches=batches_of(self))
         self.module = XTrimoGeneModule(self.config)
         n_params = sum(p.numel() for p in self.module.parameters())
         panel = self.config.input_positions
@@ -342,6 +349,7 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             warmup_fraction=warmup_fraction, train_size=train_size,
             gradient_clip_val=gradient_clip_val, num_workers=num_workers, compile=compile,
         )  # fmt: skip
+        batch_codes = training_batch_codes(self)
         device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
         if max_tokens == "auto":
             max_tokens = token_budget(self.config, device, training=True)
@@ -349,6 +357,7 @@ class XTrimoGene(EmbeddingMixin, SaveLoadMixin, QueryMappingMixin, BaseModelClas
             X, var_to_position, batch_size=batch_size, train_size=train_size,
             num_workers=num_workers, max_tokens=max_tokens,
             max_genes=self.config.objective.max_encoder_genes, extra_tokens=self._extra_tokens,
+            batch_codes=batch_codes,
         )  # fmt: skip
         check_training_cells(data.n_train, n_obs, train_size)
         warn_slow_cpu_run(self.config.decoder_mode, device, data.n_train * max_epochs)

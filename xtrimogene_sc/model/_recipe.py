@@ -29,9 +29,10 @@ class TrainingRecipe:
         has 64).
     decoder_mode, mask_ratio_nonzero, zero_mask_scope, encoder_dropout, contrastive_weight,
     contrastive_view, cell_reconstruction_weight, cell_reconstruction_scaled,
-    cell_reconstruction_query
+    cell_reconstruction_query, batch_readout
         :class:`~xtrimogene_sc.XTrimoGeneConfig` fields. The recipe trains without encoder
-        dropout, which costs a CPU step its dropout masks and did not help.
+        dropout, which costs a CPU step its dropout masks and did not help. ``batch_readout``
+        only acts when the AnnData was set up with a ``batch_key`` of two or more batches.
     steps
         Optimiser steps to train for; the number of epochs follows from the data size (at
         least one). Small data sets need many passes, large ones few.
@@ -68,6 +69,7 @@ class TrainingRecipe:
     cell_reconstruction_weight: float = 10.0
     cell_reconstruction_scaled: bool = True
     cell_reconstruction_query: str = "mlp"
+    batch_readout: bool = False
     steps: int = 2400
     min_epochs: int | None = 60
     epochs: int | None = None
@@ -97,6 +99,7 @@ class TrainingRecipe:
             "cell_reconstruction_weight": self.cell_reconstruction_weight,
             "cell_reconstruction_scaled": self.cell_reconstruction_scaled,
             "cell_reconstruction_query": self.cell_reconstruction_query,
+            "batch_readout": self.batch_readout,
         }
 
     def train_kwargs(self, n_obs: int, train_size: float = 0.9) -> dict[str, Any]:

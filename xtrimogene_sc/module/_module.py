@@ -77,6 +77,8 @@ class XTrimoGeneModule(CellObjectives, nn.Module):
         self.head = nn.Linear(c.decoder_dim, 1)
         self._build_cell_objectives(c)  # the optional cell-level heads, in this order
         self.apply(_init_weights)
+        if self.cell_batch_offset is not None:  # training starts from the plain read-out
+            nn.init.zeros_(self.cell_batch_offset.weight)
         # ---- gene panel (config.input_positions): not a weight, rebuilt from the config
         panel = None
         if c.input_positions is not None:

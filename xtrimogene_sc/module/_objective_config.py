@@ -81,6 +81,17 @@ class PretrainingObjective:
         Distances between embeddings then follow distances between predicted profiles, as
         between principal components: the embedding becomes PCA-like. The per-gene offset is
         then a small network of the detached gene embedding. :doc:`/model` says what each choice scores.
+    batch_readout
+        Give that read-out a learned offset per batch and gene (the batch registered with
+        ``setup_anndata(batch_key=...)``), as scVI conditions its decoder on the batch: what
+        sets the batches apart on average is then predicted from the batch itself, so the
+        pooled cell vector need not carry it. Needs ``cell_reconstruction_weight > 0``. Only
+        training reads the batch; embeddings never do. The offsets describe the batches of the
+        data the model was trained on: a query model (``load_query_data``) trains without them.
+        :doc:`/integration` says what it scores.
+    n_batches
+        Number of batches the read-out's offsets cover; set from the registered AnnData when
+        the model is built (0 until then). With fewer than two there are no offsets.
     """
 
     mask_ratio_nonzero: float = 0.3
@@ -93,6 +104,8 @@ class PretrainingObjective:
     cell_reconstruction_weight: float = 0.0
     cell_reconstruction_scaled: bool = False
     cell_reconstruction_query: CellQuery = "mlp"
+    batch_readout: bool = False
+    n_batches: int = 0
 
     def __post_init__(self) -> None:
         for name in ("mask_ratio_nonzero", "mask_ratio_zero"):
@@ -119,6 +132,19 @@ class PretrainingObjective:
             if value not in options:
                 msg = f"{name} must be {' or '.join(map(repr, options))}, got {value!r}"
                 raise ValueError(msg)
+        if self.batch_readout and not self.cell_reconstruction_weight > 0:
+            msg = (
+                "batch_readout conditions the whole-profile read-out on the batch: set "
+                "cell_reconstruction_weight > 0 too (SMALL_DATA_RECIPE uses 10)"
+            )
+            raise ValueError(msg)
+        if (
+            isinstance(self.n_batches, bool)
+            or not isinstance(self.n_batches, int)
+            or self.n_batches < 0
+        ):
+            msg = f"n_batches must be a non-negative integer, got {self.n_batches!r}"
+            raise ValueError(msg)
         if self.max_encoder_genes is not None and self.max_encoder_genes < 1:
             msg = f"max_encoder_genes must be a positive integer or None, got {self.max_encoder_genes}"
             raise ValueError(msg)

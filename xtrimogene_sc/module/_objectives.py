@@ -64,6 +64,12 @@ class CellObjectives:
             if o.cell_reconstruction_weight > 0
             else None
         )
+        # ---- optional per-batch gene offsets of that read-out (objective.batch_readout)
+        self.cell_batch_offset = (
+            nn.Embedding(o.n_batches, TOKENS.N_GENES)
+            if self.cell_query is not None and o.batch_readout and o.n_batches > 1
+            else None
+        )
         if o.cell_reconstruction_weight > 0 and o.cell_reconstruction_scaled:
             # running per-gene statistics of the read-out's target (config docstring)
             self.register_buffer("cell_target_mean", torch.zeros(TOKENS.N_GENES))
@@ -82,7 +88,7 @@ class CellObjectives:
         o = self.config.objective
         if self.cell_query is not None:
             loss = loss + o.cell_reconstruction_weight * self._cell_reconstruction_loss(
-                enc, cells.target or cells, candidates
+                enc, cells.target or cells, candidates, cells.batch
             )
         if self.contrastive_head is not None:
             other = self.encode(*self._second_view(cells, generator))
@@ -104,9 +110,16 @@ class CellObjectives:
         )  # an independent gene sample
 
     def _cell_reconstruction_loss(
-        self, enc: EncoderOutput, target: SparseCells, candidates: torch.Tensor | None
+        self,
+        enc: EncoderOutput,
+        target: SparseCells,
+        candidates: torch.Tensor | None,
+        batch: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """MSE of every scorable gene's value predicted from the pooled cell embedding alone."""
+        """MSE of every scorable gene's value predicted from the pooled cell embedding alone.
+
+        The cell's batch offsets are added when the read-out has them and the cells carry a batch.
+        """
         device = enc.hidden.device
         scored = (
             torch.arange(TOKENS.N_GENES, device=device)
@@ -128,6 +141,9 @@ class CellObjectives:
                 momentum=norm.momentum, training=self.training and cell.shape[0] > 1,
             )  # fmt: skip
             prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
+        if self.cell_batch_offset is not None and batch is not None:
+            offsets = nn.functional.embedding(batch, self.cell_batch_offset.weight)  # (B, G_all)
+            prediction = prediction + offsets[:, scored]
         wanted = dense[:, scored]
         if self.config.objective.cell_reconstruction_scaled:
             wanted = self._scaled_cell_target(wanted, scored)
