@@ -187,12 +187,17 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def report(frame: pd.DataFrame) -> str:
-    """One table: mean ± sd over seeds per query study and method."""
+    """One table: mean ± sd over the seeds (counted) per query study and method."""
     columns = ("accuracy", "macro_f1", "unknown", "novel_unknown")
-    lines = ["| query | method | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * 4]
-    for (query, method), rows in frame.groupby(["query", "method"], sort=False):
-        lines.append(f"| {query} | {method} | " + " | ".join(mean_sd(rows[c]) for c in columns)
-                     + " |")  # fmt: skip
+    lines = [
+        "| query | method | seeds | " + " | ".join(columns) + " |",
+        "|---|---|---:|" + "---:|" * 4,
+    ]
+    for (query, method), rows in frame.sort_values("query", kind="stable").groupby(
+        ["query", "method"], sort=False
+    ):
+        lines.append(f"| {query} | {method} | {rows['seed'].nunique()} | "
+                     + " | ".join(mean_sd(rows[c]) for c in columns) + " |")  # fmt: skip
     return "\n".join(lines)
 
 
