@@ -32,12 +32,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+# pytest-xdist runs the suite in two worker processes (pyproject's addopts): each gets one
+# intra-op thread, so that the workers fill the cores without oversubscribing them.
+_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads() -> None:
     random.seed(0)
     np.random.seed(0)  # noqa: NPY002 - libraries still draw from the legacy global state
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture
