@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import anndata as ad
 import pytest
@@ -11,10 +12,26 @@ from xtrimogene_sc import XTrimoGene
 from xtrimogene_sc.cli import main
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.mark.slow
 def test_demo_writes_h5ad_umap_model_and_metrics(tmp_path, slow_full, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--epochs", "10" if slow_full else "1"]) == 0
+    lightning = _Records()
+    logging.getLogger("lightning.pytorch").addHandler(lightning)
+    try:
+        assert main(["demo", "--out", str(out), "--epochs", "10" if slow_full else "1"]) == 0
+    finally:
+        logging.getLogger("lightning.pytorch").removeHandler(lightning)
+    # the first thing a user runs prints its scores, not Lightning's start-up notices
+    assert not [m for m in lightning.messages if "litlogger" in m or "GPU available" in m]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["masked_mse_after"] < metrics["masked_mse_before"]
     assert 0.0 <= metrics["label_transfer_accuracy_on_held_out_half"] <= 1.0

@@ -6,6 +6,8 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,8 @@ def run_demo(
     logger.info("%s", model._model_summary_string)
     mse_before = model.get_reconstruction_error()
     start = time.perf_counter()
-    model.train(**recipe.train_kwargs(adata.n_obs))
+    with _quiet_lightning():
+        model.train(**recipe.train_kwargs(adata.n_obs))
     train_seconds = time.perf_counter() - start
     mse_after = model.get_reconstruction_error()
 
@@ -173,3 +176,24 @@ def _transfer_labels(adata: Any, *, seed: int) -> dict[str, Any]:
             float((called == truth)[known].mean()), 4
         ),
     }
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Hold back Lightning's start-up notices while the demo trains.
+
+    They are the accelerators found, a logging-service tip and Lightning's own deprecations;
+    the demo's reader came for the scores. Warnings and errors still show.
+    """
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    level = lightning_logger.level
+    lightning_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            warnings.filterwarnings(
+                "ignore", message=r"You have overridden `transfer_batch_to_device`"
+            )
+            yield
+    finally:
+        lightning_logger.setLevel(level)
