@@ -185,15 +185,13 @@ def _quiet_lightning() -> Iterator[None]:
     They are the accelerators found, a logging-service tip and Lightning's own deprecations;
     the demo's reader came for the scores. Warnings and errors still show.
     """
+    from xtrimogene_sc.train._plan import lightning_notices_ignored
+
     lightning_logger = logging.getLogger("lightning.pytorch")
     level = lightning_logger.level
     lightning_logger.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-            warnings.filterwarnings(
-                "ignore", message=r"You have overridden `transfer_batch_to_device`"
-            )
+        with lightning_notices_ignored():
             yield
     finally:
         lightning_logger.setLevel(level)

@@ -40,7 +40,7 @@ from xtrimogene_sc.pretrain._resume import RESUME_KEY, check_resume, resume_sett
 from xtrimogene_sc.pretrain._soma import SomaSource
 from xtrimogene_sc.pretrain._sources import H5adDirectorySource, PreprocessedSource
 from xtrimogene_sc.pretrain._stream import StreamingCellDataset
-from xtrimogene_sc.train._plan import XTrimoGeneTrainingPlan
+from xtrimogene_sc.train._plan import LIGHTNING_NOTICES, XTrimoGeneTrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -250,10 +250,10 @@ def pretrain(
         warnings.filterwarnings("ignore", ".*not resumable.*")
         warnings.filterwarnings("ignore", ".*`IterableDataset` has `__len__` defined.*")
         warnings.filterwarnings("ignore", ".*validation_step` but have no `val_dataloader.*")
-        warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
-        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+        for pattern in LIGHTNING_NOTICES:
+            warnings.filterwarnings("ignore", pattern)
         trainer.fit(plan, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     final = find_resume_checkpoint(run.checkpoint_dir)  # last.ckpt, written at the last step
     if trainer.is_global_zero and final is not None:

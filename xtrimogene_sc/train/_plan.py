@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -10,6 +13,22 @@ import torch
 
 from xtrimogene_sc.data._batch import SparseCells
 from xtrimogene_sc.module._module import XTrimoGeneModule
+
+# Warnings Lightning raises on every fit through this plan that ask nothing of the user: the plan
+# moves its own SparseCells minibatches, and Lightning deprecates its own pytree helper.
+LIGHTNING_NOTICES = (
+    ".*overridden `transfer_batch_to_device`.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+)
+
+
+@contextmanager
+def lightning_notices_ignored() -> Iterator[None]:
+    """Ignore :data:`LIGHTNING_NOTICES` inside the block (other warnings still show)."""
+    with warnings.catch_warnings():
+        for pattern in LIGHTNING_NOTICES:
+            warnings.filterwarnings("ignore", pattern)
+        yield
 
 
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
