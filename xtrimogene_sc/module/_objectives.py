@@ -142,8 +142,8 @@ class CellObjectives:
             )  # fmt: skip
             prediction = cell @ query[:, :-1].T / cell.shape[1] ** 0.5 + query[:, -1]
         if self.cell_batch_offset is not None and batch is not None:
-            offsets = nn.functional.embedding(batch, self.cell_batch_offset.weight)  # (B, G_all)
-            prediction = prediction + offsets[:, scored]
+            # (B, G): each cell's offsets at the scored genes only, not all 19,264 a cell
+            prediction = prediction + self.cell_batch_offset.weight[batch[:, None], scored]
         wanted = dense[:, scored]
         if self.config.objective.cell_reconstruction_scaled:
             wanted = self._scaled_cell_target(wanted, scored)
